@@ -1,0 +1,108 @@
+"""The `switchboard.v1.Gateway` servicer: the RPC edge of the gateway.
+
+It converts, reads the deadline, delegates to the Gateway and maps every
+failure to a status. Nothing below it ever reaches a client as a stack
+trace: unexpected exceptions are logged here and answered as INTERNAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from switchboard.api import convert
+from switchboard.api.pb import gateway_pb2 as pb
+from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
+from switchboard.api.status import abort
+from switchboard.domain import StreamDelta
+from switchboard.errors import SwitchboardError
+from switchboard.gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[object, object]
+# grpc reports "no deadline" as a very large remaining time.
+_NO_DEADLINE_S = 1e8
+
+
+class GatewayServicer(pb_grpc.GatewayServicer):
+    def __init__(self, gateway: Gateway, clock: Callable[[], float]) -> None:
+        self._gateway = gateway
+        self._clock = clock
+
+    async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:  # noqa: N802
+        failure: SwitchboardError
+        try:
+            domain_request = convert.request_from_proto(request)
+            completion = await self._gateway.complete(
+                domain_request, deadline=self._deadline(context)
+            )
+            return convert.complete_response(completion)
+        except SwitchboardError as err:
+            _log(err, "Complete")
+            failure = err
+        except Exception:
+            log.exception("Complete failed unexpectedly")
+            failure = SwitchboardError("internal error; the server log has the details")
+        await abort(context, failure)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    async def StreamComplete(  # noqa: N802
+        self, request: pb.CompleteRequest, context: Context
+    ) -> AsyncIterator[pb.StreamCompleteResponse]:
+        failure: SwitchboardError
+        try:
+            domain_request = convert.request_from_proto(request)
+            events = self._gateway.stream(domain_request, deadline=self._deadline(context))
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, StreamDelta):
+                        yield convert.stream_delta(event)
+                    else:
+                        yield convert.stream_final(event)
+            return
+        except SwitchboardError as err:
+            _log(err, "StreamComplete")
+            failure = err
+        except Exception:
+            log.exception("StreamComplete failed unexpectedly")
+            failure = SwitchboardError("internal error; the server log has the details")
+        await abort(context, failure)
+
+    async def ListModels(  # noqa: N802
+        self, request: pb.ListModelsRequest, context: Context
+    ) -> pb.ListModelsResponse:
+        settings = self._gateway.settings
+        groups = [
+            pb.ModelGroup(
+                name=name,
+                deployments=[
+                    pb.Deployment(
+                        id=d.id,
+                        model=d.model,
+                        provider=d.provider,
+                        rpm_limit=d.rpm,
+                        tpm_limit=d.tpm,
+                        state=pb.DEPLOYMENT_STATE_HEALTHY,
+                    )
+                    for d in deployments
+                ],
+                fallbacks=settings.router.fallbacks.get(name, ()),
+            )
+            for name, deployments in settings.groups.items()
+        ]
+        aliases = [pb.Alias(name=a, target=t) for a, t in settings.aliases.items()]
+        return pb.ListModelsResponse(groups=groups, aliases=aliases)
+
+    def _deadline(self, context: Context) -> float | None:
+        remaining = context.time_remaining()
+        if remaining is None or remaining > _NO_DEADLINE_S:
+            return None
+        return self._clock() + remaining
+
+
+def _log(err: SwitchboardError, rpc: str) -> None:
+    log.log(err.log_level, "%s -> %s %s: %s", rpc, err.status.name, err.reason, err.message)

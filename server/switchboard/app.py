@@ -1,0 +1,95 @@
+"""The composition root: builds every concrete piece from the settings and serves.
+
+Nothing else in the package constructs adapters, clocks or random sources;
+each module receives its collaborators as arguments from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+
+from switchboard.api.server import GatewayServer
+from switchboard.config import Address, Settings, SimulatorSettings
+from switchboard.gateway import Gateway
+from switchboard.routing import Planner, build_strategy
+
+log = logging.getLogger(__name__)
+
+
+def build_gateway(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> Gateway:
+    # Imported here, once per process, because importing litellm takes seconds.
+    from switchboard.providers.litellm_adapter import LitellmProvider
+
+    strategy = build_strategy(settings.router.routing_strategy, rng or random.Random())
+    planner = Planner(settings.groups, settings.router, strategy)
+    provider = LitellmProvider(drop_params=settings.router.drop_params)
+    return Gateway(settings=settings, provider=provider, planner=planner, clock=clock)
+
+
+@contextlib.asynccontextmanager
+async def simulator(sim: SimulatorSettings | None) -> AsyncIterator[None]:
+    """Run the built-in simulator in this process when the config asks for it."""
+    if sim is None:
+        yield
+        return
+    from switchboard.sim import SimServer
+
+    server = SimServer(
+        dict(sim.profiles),
+        default_profile=sim.default_profile,
+        host=sim.listen.host,
+        port=sim.listen.port,
+        rng=random.Random(sim.seed),
+    )
+    await server.start()
+    log.info("simulator serving on %s", server.base_url)
+    try:
+        yield
+    finally:
+        await server.stop()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    listen: Address | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    for path in settings.ignored:
+        log.warning("config: %s is a LiteLLM setting Switchboard ignores", path)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    clock = time.monotonic
+    async with simulator(settings.simulator):
+        gateway = build_gateway(settings, clock=clock)
+        server = GatewayServer(
+            gateway, clock=clock, max_concurrent_calls=settings.max_concurrent_calls
+        )
+        port = await server.start(listen or settings.listen)
+        address = listen or settings.listen
+        log.info("serving switchboard.v1.Gateway on %s:%d", address.host, port)
+        if on_ready is not None:
+            on_ready(port)
+        await stop.wait()
+        log.info(
+            "shutting down: finishing calls in flight (grace %.1fs)", settings.shutdown_grace_s
+        )
+        await server.stop(settings.shutdown_grace_s)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+    log.info("stopped")

@@ -1,0 +1,111 @@
+"""`switchboard serve | sim | check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from switchboard.config import Address, ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = "configs/default.yaml"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the gRPC gateway")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help="LiteLLM-format YAML config")
+    serve.add_argument(
+        "--listen",
+        default=None,
+        help=f"HOST:PORT; overrides the config (default {DEFAULT_LISTEN}); port 0 picks one",
+    )
+
+    sim = commands.add_parser("sim", help="serve the simulated OpenAI-compatible upstream")
+    sim.add_argument("--listen", default="127.0.0.1:50061", help="HOST:PORT; port 0 picks one")
+    sim.add_argument("--profile", default="fast", help="profile for models not named by one")
+    sim.add_argument("--profiles-file", default=None, help="YAML or JSON file of extra profiles")
+    sim.add_argument(
+        "--allow-fault-headers",
+        action="store_true",
+        help="let an x-sim-fault request header force a fault (for staging tests)",
+    )
+
+    check = commands.add_parser("check-config", help="validate a config and report every problem")
+    check.add_argument("path")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "sim":
+        from switchboard.sim import run
+
+        try:
+            run(
+                args.listen,
+                args.profile,
+                args.profiles_file,
+                allow_fault_headers=args.allow_fault_headers,
+            )
+        except (ValueError, OSError) as exc:
+            print(f"switchboard sim: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    return _serve(args.config, args.listen)
+
+
+def _load(path: str) -> Settings | None:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _check_config(path: str) -> int:
+    settings = _load(path)
+    if settings is None:
+        return 1
+    for ignored in settings.ignored:
+        print(f"ignored: {ignored} (a LiteLLM setting Switchboard does not implement)")
+    groups = ", ".join(f"{name} ({len(deps)})" for name, deps in settings.groups.items())
+    print(f"ok: {len(settings.deployments)} deployments in groups {groups}")
+    return 0
+
+
+def _serve(path: str, listen: str | None) -> int:
+    import uvloop
+
+    from switchboard.app import serve
+
+    settings = _load(path)
+    if settings is None:
+        return 1
+    address: Address | None = None
+    if listen is not None:
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit():
+            print(f"--listen: expected HOST:PORT, got {listen!r}", file=sys.stderr)
+            return 2
+        address = Address(host.strip("[]"), int(port))
+
+    def ready(port: int) -> None:
+        # One machine-readable line on stdout: scripts and tests wait for it.
+        print(f"switchboard: serving on {(address or settings.listen).host}:{port}", flush=True)
+
+    uvloop.run(serve(settings, listen=address, on_ready=ready))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,524 @@
+"""The YAML config, in LiteLLM's proxy format, turned into frozen settings.
+
+Two stages, so every mistake is reported at once with its path: a strict
+pydantic parse of the file's shape, then cross-field checks (fallbacks and
+aliases name real groups, addresses parse). An existing LiteLLM proxy config
+loads unchanged: LiteLLM keys Switchboard does not implement are collected
+as `ignored` (reported once at start by path) instead of failing, while
+keys neither project knows are errors, because they are usually typos.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from switchboard.sim import ProfileConfigError, SimProfile, builtin_profiles, profiles_from_mapping
+
+T = TypeVar("T")
+
+ENV_PREFIX = "os.environ/"
+HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+
+# LiteLLM's routing strategy names, and the aliases it accepts for them.
+ROUTING_STRATEGIES: Mapping[str, str] = {
+    "latency-based-routing": "latency-based-routing",
+    "least-busy": "least-busy",
+    "simple-shuffle": "simple-shuffle",
+    "usage-based-routing": "usage-based-routing",
+    "usage-based-routing-v2": "usage-based-routing",
+    "cost-based-routing": "cost-based-routing",
+}
+
+# router_settings that LiteLLM's Router accepts; those not implemented here
+# are reported as ignored. Anything outside this set and ours is an error.
+LITELLM_ROUTER_SETTINGS = frozenset(
+    {
+        "alerting_config", "allowed_fails", "allowed_fails_policy", "assistants_config",
+        "auto_router_capability_limit", "background_health_check_model_groups",
+        "cache_kwargs", "cache_responses", "caching_groups", "client_ttl",
+        "content_policy_fallbacks", "context_window_fallbacks", "cooldown_time",
+        "debug_level", "default_fallbacks", "default_litellm_params",
+        "default_max_parallel_requests", "default_priority",
+        "deployment_affinity_ttl_seconds", "disable_cooldowns",
+        "enable_health_check_routing", "enable_mid_stream_fallback_continuation",
+        "enable_pre_call_checks", "enable_tag_filtering", "enable_weighted_failover",
+        "fallback_access_check", "fallback_budget_check", "fallback_on_unsupported_params",
+        "fallbacks", "guardrail_list", "health_check_ignore_transient_errors",
+        "health_check_staleness_threshold", "ignore_invalid_deployments", "max_fallbacks",
+        "model_group_affinity_config", "model_group_alias", "model_group_retry_policy",
+        "num_retries", "optional_pre_call_checks", "plugins", "polling_interval",
+        "provider_budget_config", "redis_db", "redis_host", "redis_password", "redis_port",
+        "redis_url", "retry_after", "retry_policy", "router_general_settings",
+        "routing_groups", "routing_strategy", "routing_strategy_args", "search_tools",
+        "session_affinity_repin_on_failover", "set_verbose", "stream_timeout",
+        "tag_filtering_match_any", "tag_routing_prefix", "timeout",
+    }
+)  # fmt: skip
+
+# Top-level sections of a LiteLLM proxy config that Switchboard does not use.
+LITELLM_TOP_LEVEL = frozenset(
+    {
+        "environment_variables", "include", "guardrails", "mcp_servers", "mcp_aliases",
+        "files_settings", "credential_list", "vector_store_registry", "callback_settings",
+        "prompts", "search_tools", "agent_list",
+    }
+)  # fmt: skip
+
+
+class ConfigError(Exception):
+    """Every problem found in one config file, each prefixed with its path."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        listing = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{listing}")
+
+
+# ---------------------------------------------------------------- stage one
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    """LiteLLM sections: fields we implement are typed, the rest is collected."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class RawLitellmParams(_Open):
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    weight: float | None = Field(default=None, gt=0)
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+
+
+class RawModelInfo(_Open):
+    id: str | None = Field(default=None, min_length=1)
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+
+
+class RawDeployment(_Strict):
+    model_name: str = Field(min_length=1)
+    litellm_params: RawLitellmParams
+    model_info: RawModelInfo = RawModelInfo()
+
+
+FallbackList = list[dict[str, list[str]]]
+
+
+class RawRouterSettings(_Open):
+    routing_strategy: str = "latency-based-routing"
+    routing_strategy_args: dict[str, Any] = Field(default_factory=dict)
+    num_retries: int | None = Field(default=None, ge=0, le=20)
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    allowed_fails: int | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+    fallbacks: FallbackList | None = None
+    context_window_fallbacks: FallbackList | None = None
+    content_policy_fallbacks: FallbackList | None = None
+    model_group_alias: dict[str, str] = Field(default_factory=dict)
+    enable_pre_call_checks: bool = True
+    # Switchboard's own: how long a call may wait for limiter headroom.
+    max_queue_wait: float = Field(default=5.0, ge=0)
+
+    @field_validator("routing_strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in ROUTING_STRATEGIES:
+            raise ValueError(
+                f"unknown routing strategy; expected one of {sorted(ROUTING_STRATEGIES)}"
+            )
+        return value
+
+
+class RawLitellmSettings(_Open):
+    num_retries: int | None = Field(default=None, ge=0, le=20)
+    request_timeout: float | None = Field(default=None, gt=0)
+    fallbacks: FallbackList | None = None
+    context_window_fallbacks: FallbackList | None = None
+    content_policy_fallbacks: FallbackList | None = None
+    drop_params: bool = False
+
+
+class RawGeneralSettings(_Open):
+    pass
+
+
+class RawSimulator(_Strict):
+    listen: str = "127.0.0.1:50061"
+    default_profile: str = "fast"
+    # Extra or overriding profiles, by name; fields as in docs/simulator.md.
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seed: int | None = None
+
+
+class RawServer(_Strict):
+    listen: str = "127.0.0.1:50051"
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    max_concurrent_calls: int = Field(default=1024, gt=0)
+
+
+class RawSwitchboard(_Strict):
+    server: RawServer = RawServer()
+    aliases: dict[str, str] = Field(default_factory=dict)
+    simulator: RawSimulator | None = None
+
+
+class RawConfig(_Open):
+    model_list: list[RawDeployment] = Field(min_length=1)
+    router_settings: RawRouterSettings = RawRouterSettings()
+    litellm_settings: RawLitellmSettings = RawLitellmSettings()
+    general_settings: RawGeneralSettings = RawGeneralSettings()
+    switchboard: RawSwitchboard = RawSwitchboard()
+
+
+# ---------------------------------------------------------------- stage two
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One provider endpoint of a model group, with its limits and prices."""
+
+    id: str
+    model_group: str
+    model: str
+    provider: str
+    # Passed to the provider per call (api_base, api_key, api_version, ...).
+    params: Mapping[str, Any]
+    rpm: int | None
+    tpm: int | None
+    timeout_s: float
+    stream_timeout_s: float
+    weight: float | None
+    max_input_tokens: int | None
+    max_output_tokens: int | None
+    input_cost_per_token: float | None
+    output_cost_per_token: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    routing_strategy: str
+    routing_strategy_args: Mapping[str, Any]
+    num_retries: int
+    allowed_fails: int
+    cooldown_time_s: float
+    max_queue_wait_s: float
+    fallbacks: Mapping[str, tuple[str, ...]]
+    context_window_fallbacks: Mapping[str, tuple[str, ...]]
+    content_policy_fallbacks: Mapping[str, tuple[str, ...]]
+    drop_params: bool
+    pre_call_checks: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    listen: Address
+    default_profile: str
+    # The built-in profiles, with the config's own added or replacing them.
+    profiles: Mapping[str, SimProfile]
+    seed: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    deployments: tuple[Deployment, ...]
+    groups: Mapping[str, tuple[Deployment, ...]]
+    aliases: Mapping[str, str]
+    router: RouterSettings
+    listen: Address
+    shutdown_grace_s: float
+    max_concurrent_calls: int
+    simulator: SimulatorSettings | None
+    ignored: tuple[str, ...] = field(default=())
+
+    def resolve(self, model: str) -> str | None:
+        """The group a model name or alias stands for, or None."""
+        if model in self.groups:
+            return model
+        return self.aliases.get(model)
+
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_NUM_RETRIES = 2
+DEFAULT_ALLOWED_FAILS = 3
+DEFAULT_COOLDOWN_S = 5.0
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read, resolve `os.environ/NAME`, validate; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    return parse_settings(text, source=source, env=os.environ if env is None else env)
+
+
+def parse_settings(text: str, *, source: str, env: Mapping[str, str]) -> Settings:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(document, dict):
+        raise ConfigError(source, ["the top level must be a mapping with a model_list"])
+    problems: list[str] = []
+    document = _resolve_env(document, "", env, problems)
+    ignored: list[str] = []
+    for key in list(document):
+        if key in LITELLM_TOP_LEVEL:
+            ignored.append(str(key))
+            del document[key]
+    try:
+        raw = RawConfig.model_validate(document)
+    except ValidationError as exc:
+        problems.extend(_format_validation(exc))
+        raise ConfigError(source, problems) from None
+    for key in raw.model_extra or {}:
+        problems.append(f"{key}: unknown top-level key")
+    if problems:
+        raise ConfigError(source, problems)
+    settings = _build(raw, problems, ignored)
+    if problems:
+        raise ConfigError(source, problems)
+    return settings
+
+
+def _resolve_env(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if name not in env:
+            problems.append(f"{path}: environment variable {name} is not set")
+            return value
+        return env[name]
+    if isinstance(value, dict):
+        return {
+            k: _resolve_env(v, f"{path}.{k}" if path else str(k), env, problems)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _format_validation(exc: ValidationError) -> list[str]:
+    out = []
+    for error in exc.errors():
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        out.append(f"{path or '(top level)'}: {message}")
+    return out
+
+
+def _parse_address(text: str, path: str, problems: list[str]) -> Address:
+    match = HOST_PORT.match(text)
+    if not match or not 0 <= int(match["port"]) <= 65535:
+        problems.append(f"{path}: expected HOST:PORT, got {text!r}")
+        return Address("127.0.0.1", 0)
+    return Address(match["host"].strip("[]"), int(match["port"]))
+
+
+def _fallbacks(
+    name: str,
+    *sources: FallbackList | None,
+    groups: Mapping[str, object],
+    problems: list[str],
+) -> dict[str, tuple[str, ...]]:
+    chosen = next((s for s in sources if s is not None), None) or []
+    out: dict[str, tuple[str, ...]] = {}
+    for i, entry in enumerate(chosen):
+        for group, targets in entry.items():
+            where = f"{name}[{i}].{group}"
+            if group not in groups:
+                problems.append(f"{where}: no model group named {group!r}")
+            for target in targets:
+                if target not in groups:
+                    problems.append(f"{where}: fallback {target!r} is not a model group")
+            out[group] = out.get(group, ()) + tuple(targets)
+    return out
+
+
+def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
+    router, litellm_settings = raw.router_settings, raw.litellm_settings
+    default_timeout = router.timeout or litellm_settings.request_timeout or DEFAULT_TIMEOUT_S
+    deployments: list[Deployment] = []
+    seen_ids: set[str] = set()
+    for i, entry in enumerate(raw.model_list):
+        params, info = entry.litellm_params, entry.model_info
+        dep_id = info.id or f"{entry.model_name}/{params.model}"
+        if dep_id in seen_ids:
+            if info.id:
+                problems.append(f"model_list[{i}].model_info.id: duplicate id {dep_id!r}")
+            suffix = 2
+            while f"{dep_id}#{suffix}" in seen_ids:
+                suffix += 1
+            dep_id = f"{dep_id}#{suffix}"
+        seen_ids.add(dep_id)
+        passthrough = {
+            k: v
+            for k, v in params.model_dump(exclude_none=True).items()
+            if k
+            not in {"model", "rpm", "tpm", "timeout", "stream_timeout", "weight", "max_retries"}
+            and not k.endswith("_cost_per_token")
+        }
+        timeout = params.timeout or default_timeout
+        deployments.append(
+            Deployment(
+                id=dep_id,
+                model_group=entry.model_name,
+                model=params.model,
+                provider=params.model.split("/", 1)[0] if "/" in params.model else "openai",
+                params=passthrough,
+                rpm=params.rpm or info.rpm,
+                tpm=params.tpm or info.tpm,
+                timeout_s=timeout,
+                stream_timeout_s=params.stream_timeout or router.stream_timeout or timeout,
+                weight=params.weight,
+                max_input_tokens=info.max_input_tokens,
+                max_output_tokens=info.max_output_tokens or info.max_tokens,
+                input_cost_per_token=_coalesce(
+                    params.input_cost_per_token, info.input_cost_per_token
+                ),
+                output_cost_per_token=_coalesce(
+                    params.output_cost_per_token, info.output_cost_per_token
+                ),
+            )
+        )
+    groups: dict[str, tuple[Deployment, ...]] = {}
+    for dep in deployments:
+        groups[dep.model_group] = (*groups.get(dep.model_group, ()), dep)
+
+    aliases: dict[str, str] = {}
+    for origin, mapping in (
+        ("router_settings.model_group_alias", router.model_group_alias),
+        ("switchboard.aliases", raw.switchboard.aliases),
+    ):
+        for alias, target in mapping.items():
+            if alias in groups:
+                problems.append(f"{origin}.{alias}: alias shadows the model group of that name")
+            elif target not in groups:
+                problems.append(f"{origin}.{alias}: target {target!r} is not a model group")
+            else:
+                aliases[alias] = target
+
+    router_settings = RouterSettings(
+        routing_strategy=ROUTING_STRATEGIES[router.routing_strategy],
+        routing_strategy_args=router.routing_strategy_args,
+        num_retries=_first(
+            router.num_retries, litellm_settings.num_retries, default=DEFAULT_NUM_RETRIES
+        ),
+        allowed_fails=_first(router.allowed_fails, default=DEFAULT_ALLOWED_FAILS),
+        cooldown_time_s=_first(router.cooldown_time, default=DEFAULT_COOLDOWN_S),
+        max_queue_wait_s=router.max_queue_wait,
+        fallbacks=_fallbacks(
+            "router_settings.fallbacks",
+            router.fallbacks,
+            litellm_settings.fallbacks,
+            groups=groups,
+            problems=problems,
+        ),
+        context_window_fallbacks=_fallbacks(
+            "router_settings.context_window_fallbacks",
+            router.context_window_fallbacks,
+            litellm_settings.context_window_fallbacks,
+            groups=groups,
+            problems=problems,
+        ),
+        content_policy_fallbacks=_fallbacks(
+            "router_settings.content_policy_fallbacks",
+            router.content_policy_fallbacks,
+            litellm_settings.content_policy_fallbacks,
+            groups=groups,
+            problems=problems,
+        ),
+        drop_params=litellm_settings.drop_params,
+        pre_call_checks=router.enable_pre_call_checks,
+    )
+
+    for key in router.model_extra or {}:
+        if key in LITELLM_ROUTER_SETTINGS:
+            ignored.append(f"router_settings.{key}")
+        else:
+            problems.append(f"router_settings.{key}: unknown key")
+    ignored.extend(f"litellm_settings.{k}" for k in litellm_settings.model_extra or {})
+    ignored.extend(f"general_settings.{k}" for k in raw.general_settings.model_extra or {})
+
+    server = raw.switchboard.server
+    sim = raw.switchboard.simulator
+    simulator = None
+    if sim is not None:
+        profiles = builtin_profiles()
+        try:
+            profiles.update(profiles_from_mapping(sim.profiles, "switchboard.simulator.profiles"))
+        except ProfileConfigError as exc:
+            problems.extend(f"{path}: {message}" for path, message in exc.problems)
+        if sim.default_profile not in profiles:
+            problems.append(
+                f"switchboard.simulator.default_profile: no profile named {sim.default_profile!r}"
+            )
+        simulator = SimulatorSettings(
+            listen=_parse_address(sim.listen, "switchboard.simulator.listen", problems),
+            default_profile=sim.default_profile,
+            profiles=profiles,
+            seed=sim.seed,
+        )
+    return Settings(
+        deployments=tuple(deployments),
+        groups=groups,
+        aliases=aliases,
+        router=router_settings,
+        listen=_parse_address(server.listen, "switchboard.server.listen", problems),
+        shutdown_grace_s=server.shutdown_grace_seconds,
+        max_concurrent_calls=server.max_concurrent_calls,
+        simulator=simulator,
+        ignored=tuple(ignored),
+    )
+
+
+def _coalesce(*values: T | None) -> T | None:
+    """The first value that is set: LiteLLM lets several places set one thing."""
+    return next((v for v in values if v is not None), None)
+
+
+def _first(*values: T | None, default: T) -> T:
+    found = _coalesce(*values)
+    return default if found is None else found

@@ -1,0 +1,207 @@
+"""The gateway's own vocabulary: requests, answers, chunks and attempts.
+
+These types know neither protobuf nor litellm. `api/` converts the wire
+messages into them at one edge and `providers/` converts them into provider
+calls at the other, so everything in between (routing, limits, caching,
+accounting) speaks one language and can be tested without either library.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Role(enum.Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class FinishReason(enum.Enum):
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+
+    @classmethod
+    def from_provider(cls, value: str | None) -> FinishReason:
+        """Providers spell finish reasons several ways; unknown ones read as a stop."""
+        if value is None:
+            return cls.STOP
+        normalised = value.lower()
+        if normalised in ("length", "max_tokens"):
+            return cls.LENGTH
+        if normalised in ("tool_calls", "function_call", "tool_use"):
+            return cls.TOOL_CALLS
+        if normalised in ("content_filter", "safety"):
+            return cls.CONTENT_FILTER
+        return cls.STOP
+
+
+class Outcome(enum.Enum):
+    """How one upstream attempt ended; one value per kind of the error taxonomy."""
+
+    SUCCESS = "success"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    BAD_REQUEST = "bad_request"
+    CONTEXT_WINDOW_EXCEEDED = "context_window_exceeded"
+    CONTENT_POLICY = "content_policy"
+    AUTHENTICATION = "authentication"
+    NOT_FOUND = "not_found"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+    name: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    # A JSON Schema object, passed through to the provider unchanged.
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampling fields the caller set; None means the provider's default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    no_cache: bool = False
+    no_store: bool = False
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """A validated request for a model group or alias."""
+
+    model: str
+    messages: tuple[Message, ...]
+    sampling: Sampling = Sampling()
+    tools: tuple[Tool, ...] = ()
+    tool_choice: str = ""
+    cache: CacheControl = CacheControl()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResponse:
+    """What one deployment answered, before the gateway adds its own facts."""
+
+    id: str
+    model: str
+    message: Message
+    finish_reason: FinishReason
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderChunk:
+    """One streamed piece from a deployment.
+
+    The last chunk of a stream carries `finish_reason` and, where the provider
+    reports it, `usage`; earlier chunks carry text or tool-call fragments.
+    """
+
+    content: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    id: str = ""
+    model: str = ""
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    deployment: str
+    model_group: str
+    outcome: Outcome
+    latency_s: float
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFacts:
+    """What the gateway did to obtain an answer; shared by both call shapes."""
+
+    deployment: str
+    model_group: str
+    attempts: tuple[Attempt, ...]
+    fallback_depth: int
+    cost_usd: float = 0.0
+    cache_hit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    response: ProviderResponse
+    route: RouteFacts
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    content: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinal:
+    id: str
+    model: str
+    finish_reason: FinishReason
+    usage: Usage
+    route: RouteFacts
+    time_to_first_chunk_s: float
+
+
+StreamEvent = StreamDelta | StreamFinal

@@ -1,0 +1,129 @@
+"""Real processes for integration tests: the simulator and the gateway, on loopback.
+
+Each process binds port 0 and announces its address on one line; the test
+reads that line instead of sleeping or polling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 60.0
+
+
+class Proc:
+    """A child process whose output is drained on threads, so it never blocks."""
+
+    def __init__(self, args: list[str], *, ready: re.Pattern[str], stream: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.popen = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._ready_line: re.Match[str] | None = None
+        self._threads = [
+            threading.Thread(
+                target=self._drain, args=(self.popen.stdout, ready, stream == "stdout")
+            ),
+            threading.Thread(
+                target=self._drain, args=(self.popen.stderr, ready, stream == "stderr")
+            ),
+        ]
+        for thread in self._threads:
+            thread.daemon = True
+            thread.start()
+        if not self._ready.wait(START_TIMEOUT_S) or self._ready_line is None:
+            self.kill()
+            raise RuntimeError(f"{args[:3]} did not start:\n" + "".join(self.lines[-40:]))
+
+    def _drain(self, pipe: IO[str] | None, ready: re.Pattern[str], watch: bool) -> None:
+        assert pipe is not None
+        for line in pipe:
+            self.lines.append(line)
+            if watch and self._ready_line is None and (match := ready.search(line)):
+                self._ready_line = match
+                self._ready.set()
+        self._ready.set()  # the process ended: wake the waiter
+
+    @property
+    def match(self) -> re.Match[str]:
+        assert self._ready_line is not None
+        return self._ready_line
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        return self.popen.wait(timeout)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def start_sim(profiles_file: Path | None = None, profile: str = "instant") -> tuple[Proc, str]:
+    args = [str(BIN / "switchboard"), "sim", "--listen", "127.0.0.1:0", "--profile", profile]
+    if profiles_file is not None:
+        args += ["--profiles-file", str(profiles_file)]
+    proc = Proc(args, ready=re.compile(r"listening on (http://\S+/v1)"), stream="stderr")
+    return proc, proc.match.group(1)
+
+
+def gateway_config(
+    sim_url: str,
+    groups: dict[str, Iterable[str]],
+    *,
+    router_settings: dict[str, object] | None = None,
+    switchboard: dict[str, object] | None = None,
+) -> dict[str, object]:
+    """A LiteLLM-format config whose deployments are simulator profiles."""
+    model_list = [
+        {
+            "model_name": group,
+            "litellm_params": {
+                "model": f"openai/{profile}",
+                "api_base": sim_url,
+                "api_key": "sim",
+                "timeout": 20,
+            },
+            "model_info": {"id": f"{group}-{profile}"},
+        }
+        for group, profiles in groups.items()
+        for profile in profiles
+    ]
+    config: dict[str, object] = {"model_list": model_list}
+    if router_settings:
+        config["router_settings"] = router_settings
+    if switchboard:
+        config["switchboard"] = switchboard
+    return config
+
+
+def start_gateway(config: dict[str, object], directory: Path) -> tuple[Proc, str]:
+    path = directory / "switchboard.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = [
+        str(BIN / "switchboard"),
+        "serve",
+        "--config",
+        str(path),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    proc = Proc(args, ready=re.compile(r"serving on (\S+:\d+)"), stream="stdout")
+    return proc, proc.match.group(1)
