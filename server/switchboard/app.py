@@ -16,8 +16,12 @@ from collections.abc import AsyncIterator, Callable
 
 from switchboard.api.server import GatewayServer
 from switchboard.config import Address, Settings, SimulatorSettings
-from switchboard.gateway import Gateway
-from switchboard.routing import Planner, build_strategy
+from switchboard.gateway import Gateway, Sleep
+from switchboard.limits import RateLimiter
+from switchboard.limits.admission import Admission, deployment_key
+from switchboard.providers import Provider
+from switchboard.routing import DeploymentHealth, InFlight, Planner, Router
+from switchboard.routing.strategies import build_strategy, latency_tracker_from_args
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +31,58 @@ def build_gateway(
     *,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    provider: Provider | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> Gateway:
-    # Imported here, once per process, because importing litellm takes seconds.
-    from switchboard.providers.litellm_adapter import LitellmProvider
+    if provider is None:
+        # Imported here, once per process, because importing litellm takes seconds.
+        from switchboard.providers.litellm_adapter import LitellmProvider
 
-    strategy = build_strategy(settings.router.routing_strategy, rng or random.Random())
-    planner = Planner(settings.groups, settings.router, strategy)
-    provider = LitellmProvider(drop_params=settings.router.drop_params)
-    return Gateway(settings=settings, provider=provider, planner=planner, clock=clock)
+        provider = LitellmProvider(drop_params=settings.router.drop_params)
+    rng = rng or random.Random()
+    admission = Admission(
+        RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
+    )
+    load = InFlight()
+    router_settings = settings.router
+    latency = latency_tracker_from_args(
+        router_settings.routing_strategy, router_settings.routing_strategy_args, clock
+    )
+    strategy = build_strategy(
+        router_settings.routing_strategy,
+        router_settings.routing_strategy_args,
+        rng=rng,
+        clock=clock,
+        load=load,
+        latency=latency,
+        headroom=lambda d: admission.headroom(deployment_key(d.id)),
+    )
+    health = DeploymentHealth(
+        clock,
+        rng,
+        allowed_fails=router_settings.allowed_fails,
+        cooldown_s=router_settings.cooldown_time_s,
+        fail_window_s=settings.routing.fail_window_s,
+        ramp_s=settings.routing.ramp_s,
+        ramp_floor=settings.routing.ramp_floor,
+    )
+    router = Router(
+        groups=settings.groups,
+        strategy=strategy,
+        health=health,
+        load=load,
+        latency=latency,
+        pre_call_checks=router_settings.pre_call_checks,
+    )
+    return Gateway(
+        settings=settings,
+        provider=provider,
+        planner=Planner(router_settings),
+        router=router,
+        admission=admission,
+        clock=clock,
+        sleep=sleep,
+    )
 
 
 @contextlib.asynccontextmanager

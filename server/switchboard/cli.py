@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from switchboard.config import Address, ConfigError, Settings, load_settings
+from switchboard.routing.strategies import check_strategy_args
 
 DEFAULT_CONFIG = "configs/default.yaml"
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -66,10 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(path: str) -> Settings | None:
     try:
-        return load_settings(path)
+        settings = load_settings(path)
+        router = settings.router
+        try:
+            check_strategy_args(router.routing_strategy, router.routing_strategy_args)
+        except ValueError as exc:
+            raise ConfigError(path, [f"router_settings.routing_strategy_args: {exc}"]) from None
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
+    return settings
 
 
 def _check_config(path: str) -> int:

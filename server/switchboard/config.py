@@ -184,8 +184,27 @@ class RawServer(_Strict):
     max_concurrent_calls: int = Field(default=1024, gt=0)
 
 
+class RawLimits(_Strict):
+    # The rolling window of every rpm/tpm limit; shorter only in tests and demos.
+    window_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Output tokens reserved when neither the request nor model_info says.
+    default_max_tokens: int = Field(default=1024, gt=0)
+
+
+class RawRouting(_Strict):
+    # After a cooldown, traffic share grows from ramp_floor to 1 over ramp_seconds.
+    ramp_seconds: float = Field(default=10.0, ge=0)
+    ramp_floor: float = Field(default=0.1, gt=0, le=1)
+    # Window in which allowed_fails failures are counted.
+    fail_window_seconds: float = Field(default=60.0, gt=0)
+    # Honour `x-switchboard-fault` request metadata (staging tests of fallbacks).
+    allow_fault_injection: bool = False
+
+
 class RawSwitchboard(_Strict):
     server: RawServer = RawServer()
+    limits: RawLimits = RawLimits()
+    routing: RawRouting = RawRouting()
     aliases: dict[str, str] = Field(default_factory=dict)
     simulator: RawSimulator | None = None
 
@@ -238,6 +257,20 @@ class RouterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSettings:
+    window_s: float = 60.0
+    default_max_tokens: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    ramp_s: float = 10.0
+    ramp_floor: float = 0.1
+    fail_window_s: float = 60.0
+    allow_fault_injection: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Address:
     host: str
     port: int
@@ -265,6 +298,8 @@ class Settings:
     shutdown_grace_s: float
     max_concurrent_calls: int
     simulator: SimulatorSettings | None
+    limits: LimitSettings = LimitSettings()
+    routing: RoutingSettings = RoutingSettings()
     ignored: tuple[str, ...] = field(default=())
 
     def resolve(self, model: str) -> str | None:
@@ -474,6 +509,8 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         pre_call_checks=router.enable_pre_call_checks,
     )
 
+    if router_settings.routing_strategy != "latency-based-routing" and router.routing_strategy_args:
+        ignored.append("router_settings.routing_strategy_args")
     for key in router.model_extra or {}:
         if key in LITELLM_ROUTER_SETTINGS:
             ignored.append(f"router_settings.{key}")
@@ -510,6 +547,16 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         shutdown_grace_s=server.shutdown_grace_seconds,
         max_concurrent_calls=server.max_concurrent_calls,
         simulator=simulator,
+        limits=LimitSettings(
+            window_s=raw.switchboard.limits.window_seconds,
+            default_max_tokens=raw.switchboard.limits.default_max_tokens,
+        ),
+        routing=RoutingSettings(
+            ramp_s=raw.switchboard.routing.ramp_seconds,
+            ramp_floor=raw.switchboard.routing.ramp_floor,
+            fail_window_s=raw.switchboard.routing.fail_window_seconds,
+            allow_fault_injection=raw.switchboard.routing.allow_fault_injection,
+        ),
         ignored=tuple(ignored),
     )
 

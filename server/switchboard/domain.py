@@ -11,7 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchboard.faults import InjectedFault
 
 
 class Role(enum.Enum):
@@ -113,6 +116,8 @@ class CompletionRequest:
     tool_choice: str = ""
     cache: CacheControl = CacheControl()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # A failure to inject (staging tests of fallbacks); see switchboard.faults.
+    fault: InjectedFault | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,16 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitHint:
+    """What the provider's headers say is left of its own limits (None: not said)."""
+
+    requests_remaining: int | None = None
+    tokens_remaining: int | None = None
+    requests_reset_s: float | None = None
+    tokens_reset_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderResponse:
     """What one deployment answered, before the gateway adds its own facts."""
 
@@ -135,6 +150,7 @@ class ProviderResponse:
     message: Message
     finish_reason: FinishReason
     usage: Usage
+    rate_limit: RateLimitHint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +196,11 @@ class RouteFacts:
     fallback_depth: int
     cost_usd: float = 0.0
     cache_hit: bool = False
+    # The routing decision, for the response and the trace.
+    strategy: str = ""
+    explored: bool = False
+    # Time spent waiting for limiter headroom or a cooldown to end.
+    queued_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ place; `api/` turns it into a gRPC status in one place.
     ├── CapacityExhausted         RESOURCE_EXHAUSTED   (our own limits; retry_after)
     ├── DeadlineExceeded          DEADLINE_EXCEEDED    (the caller's deadline is spent)
     ├── NoDeploymentAvailable     UNAVAILABLE          (every candidate failed; keeps them all)
+    ├── AllCoolingDown            UNAVAILABLE          (every candidate paused; retry_after;
+    │                                                   RESOURCE_EXHAUSTED when for quota)
     └── ProviderError             one upstream attempt failed
         ├── UpstreamRateLimited       RESOURCE_EXHAUSTED  retryable, retry_after
         ├── UpstreamTimeout           DEADLINE_EXCEEDED   retryable
@@ -244,3 +246,29 @@ class NoDeploymentAvailable(SwitchboardError):
 
     def info(self) -> dict[str, str]:
         return {"model_group": self.model_group, "attempts": str(len(self.failures))}
+
+
+class AllCoolingDown(SwitchboardError):
+    """Every deployment that could serve the call is paused and the pause outlasts the wait."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "ALL_DEPLOYMENTS_COOLING_DOWN"
+    outcome = Outcome.UNAVAILABLE
+    log_level = logging.WARNING
+
+    def __init__(self, model_group: str, wait_s: float, *, quota: bool = False) -> None:
+        why = "paused by its provider's rate limits" if quota else "cooling down"
+        super().__init__(f"every deployment of {model_group!r} is {why} for at least {wait_s:.3f}s")
+        # Paused for quota (Retry-After, rate-limit headers): a quota problem, not an outage.
+        if quota:
+            self.status = grpc.StatusCode.RESOURCE_EXHAUSTED
+            self.reason = "ALL_DEPLOYMENTS_RATE_LIMITED"
+        self.model_group = model_group
+        self._wait_s = wait_s
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._wait_s
+
+    def info(self) -> dict[str, str]:
+        return {"model_group": self.model_group}

@@ -1,14 +1,21 @@
-"""The orchestration of one call: resolve -> route -> call -> retry/fallback -> account.
+"""The orchestration of one call: resolve -> estimate -> route -> admit -> call -> account.
 
-The gateway speaks domain types only. Its collaborators (provider, planner,
-clock) are passed in by the composition root, so a test can drive it with
-a fake clock and a scripted provider.
+The gateway speaks domain types only. Its collaborators (provider, router,
+admission, clock, sleep) are passed in by the composition root, so a test
+can drive it with a fake clock and a scripted provider.
+
+Every reservation taken before an attempt is settled on every way out of
+it: committed with the real usage on success (streams: at their end, or
+with what was delivered when the caller leaves early), released when the
+attempt failed or was cancelled before it consumed anything.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from switchboard.config import Deployment, Settings
@@ -20,6 +27,7 @@ from switchboard.domain import (
     Outcome,
     ProviderChunk,
     ProviderResponse,
+    RateLimitHint,
     RouteFacts,
     StreamDelta,
     StreamEvent,
@@ -27,19 +35,39 @@ from switchboard.domain import (
     Usage,
 )
 from switchboard.errors import (
+    AllCoolingDown,
+    CapacityExhausted,
     ContentPolicyViolation,
     ContextWindowExceeded,
     DeadlineExceeded,
     ModelNotFound,
     NoDeploymentAvailable,
     ProviderError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
+from switchboard.limits.admission import Admission, Refusal, Reservation, deployment_key
 from switchboard.providers import Provider, ProviderStream
-from switchboard.routing import FallbackKind, Planner
+from switchboard.routing import CallKind, FallbackKind, HealthView, Planner, Router
 
 T = TypeVar("T")
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+# The shortest wait worth sleeping for; guards against spinning on a zero wait.
+MIN_WAIT_S = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """A deployment as ListModels shows it: health, load and limiter headroom now."""
+
+    deployment: Deployment
+    health: HealthView
+    in_flight: int
+    requests_remaining: int | None
+    tokens_remaining: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +77,10 @@ class _Answer(Generic[T]):
     model_group: str
     fallback_depth: int
     started: float
+    reservation: Reservation
+    prompt_tokens: int
+    explored: bool
+    queued_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +90,71 @@ class _OpenStream:
     first: ProviderChunk
 
 
+@dataclass(slots=True)
+class _Call:
+    """What one call has learnt so far, across its passes over the fallback chain."""
+
+    group: str
+    kind: CallKind
+    prompt_tokens: int
+    attempts: list[Attempt]
+    failures: list[ProviderError] = field(default_factory=list)
+    tried: set[str] = field(default_factory=set)
+    used: Counter[str] = field(default_factory=Counter)
+    queued_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Blocked:
+    """Why a pass over the chain admitted nothing."""
+
+    refusals: list[Refusal] = field(default_factory=list)
+    cooling_until: list[float] = field(default_factory=list)
+    cooling_for_quota: bool = True
+    too_small: ContextWindowExceeded | None = None
+
+
 class Gateway:
     def __init__(
-        self, *, settings: Settings, provider: Provider, planner: Planner, clock: Clock
+        self,
+        *,
+        settings: Settings,
+        provider: Provider,
+        planner: Planner,
+        router: Router,
+        admission: Admission,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._settings = settings
         self._provider = provider
         self._planner = planner
+        self._router = router
+        self._admission = admission
         self._clock = clock
+        self._sleep = sleep
 
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    @property
+    def admission(self) -> Admission:
+        return self._admission
+
+    def status(self, deployment: Deployment) -> DeploymentStatus:
+        requests, tokens = self._admission.headroom(deployment_key(deployment.id))
+        return DeploymentStatus(
+            deployment=deployment,
+            health=self._router.health(deployment),
+            in_flight=self._router.in_flight(deployment),
+            requests_remaining=requests,
+            tokens_remaining=tokens,
+        )
 
     def resolve(self, model: str) -> str:
         group = self._settings.resolve(model)
@@ -84,10 +169,18 @@ class Gateway:
         async def call(deployment: Deployment, timeout_s: float) -> ProviderResponse:
             return await self._provider.complete(deployment, request, timeout_s=timeout_s)
 
-        answer = await self._route(group, call, deadline, attempts)
-        return Completion(
-            response=answer.value, route=self._facts(answer, attempts, answer.value.usage)
-        )
+        answer = await self._route(request, group, CallKind.COMPLETE, call, deadline, attempts)
+        deployment, response = answer.deployment, answer.value
+        self._router.finished(deployment)
+        usage = response.usage
+        # A provider that reports no usage is charged the whole reservation.
+        answer.reservation.commit(usage.total_tokens or answer.reservation.tokens)
+        latency = self._clock() - answer.started
+        self._router.succeeded(deployment, CallKind.COMPLETE, latency, usage.output_tokens)
+        if response.rate_limit is not None:
+            self._tighten(deployment, response.rate_limit, answer.reservation.tokens)
+        attempts.append(self._attempt(deployment, answer.model_group, Outcome.SUCCESS, latency))
+        return Completion(response=response, route=self._facts(answer, attempts, usage))
 
     async def stream(
         self, request: CompletionRequest, *, deadline: float | None
@@ -95,7 +188,8 @@ class Gateway:
         """Stream events; falls back only until the first chunk reaches the caller.
 
         Closing this generator early (the caller cancelled) closes the
-        upstream stream at once.
+        upstream stream at once and settles the reservation with what was
+        delivered.
         """
         started = self._clock()
         group = self.resolve(request.model)
@@ -116,12 +210,16 @@ class Gateway:
                 raise
             return _OpenStream(upstream, chunks, first)
 
-        answer = await self._route(group, open_stream, deadline, attempts, record_success=False)
-        opened, deployment = answer.value, answer.deployment
+        answer = await self._route(request, group, CallKind.STREAM, open_stream, deadline, attempts)
+        opened, deployment, reservation = answer.value, answer.deployment, answer.reservation
+        self._router.succeeded(
+            deployment, CallKind.STREAM, self._clock() - answer.started, output_tokens=None
+        )
         first_chunk_at: float | None = None
         response_id = model = ""
         finish = FinishReason.STOP
-        usage = Usage()
+        usage: Usage | None = None
+        delivered = 0
         try:
             chunk: ProviderChunk | None = opened.first
             while chunk is not None:
@@ -134,19 +232,29 @@ class Gateway:
                 if chunk.content or chunk.tool_calls:
                     if first_chunk_at is None:
                         first_chunk_at = self._clock()
+                    delivered += 1
                     yield StreamDelta(content=chunk.content, tool_calls=chunk.tool_calls)
                 chunk = await anext(opened.chunks, None)
+            if usage is None:
+                # No usage reported: a streamed chunk is about one token.
+                usage = Usage(input_tokens=answer.prompt_tokens, output_tokens=delivered)
+            reservation.commit(usage.total_tokens)
         except ProviderError as err:
             err.deployment = err.deployment or deployment.id
+            if err.retryable:
+                self._router.failed(deployment, retry_after=err.retry_after, kind=CallKind.STREAM)
             raise
         finally:
+            # Left early (cancel, mid-stream failure): what was delivered was consumed.
+            if delivered:
+                reservation.commit(answer.prompt_tokens + delivered)
+            else:
+                reservation.release()
+            self._router.finished(deployment)
             await opened.stream.aclose()
         attempts.append(
-            Attempt(
-                deployment=deployment.id,
-                model_group=answer.model_group,
-                outcome=Outcome.SUCCESS,
-                latency_s=self._clock() - answer.started,
+            self._attempt(
+                deployment, answer.model_group, Outcome.SUCCESS, self._clock() - answer.started
             )
         )
         yield StreamFinal(
@@ -160,63 +268,230 @@ class Gateway:
 
     async def _route(
         self,
+        request: CompletionRequest,
         group: str,
+        kind: CallKind,
         call: Callable[[Deployment, float], Awaitable[T]],
         deadline: float | None,
         attempts: list[Attempt],
-        *,
-        record_success: bool = True,
     ) -> _Answer[T]:
-        """Try deployments of `group`, then its fallbacks, until one answers."""
-        failures: list[ProviderError] = []
-        chain: list[str] = [group, *self._planner.fallbacks(group, FallbackKind.GENERAL)]
+        """Admit and call deployments of `group`, then its fallbacks, until one answers.
+
+        A pass that admits nothing (every candidate out of headroom or
+        cooling down) waits for the earliest to free up, when that fits in
+        the deadline and the queue bound, and passes again.
+        """
+        state = _Call(
+            group=group,
+            kind=kind,
+            prompt_tokens=self._provider.estimate_prompt_tokens(request),
+            attempts=attempts,
+        )
+        while True:
+            blocked = _Blocked()
+            answer = await self._pass(request, state, blocked, call, deadline)
+            if answer is not None:
+                return answer
+            wait = self._wait(blocked)
+            if wait is not None and wait <= self._queue_budget(state, deadline):
+                await self._sleep(wait)
+                state.queued_s += wait
+                continue
+            raise self._exhausted(state, blocked, wait)
+
+    async def _pass(
+        self,
+        request: CompletionRequest,
+        state: _Call,
+        blocked: _Blocked,
+        call: Callable[[Deployment, float], Awaitable[T]],
+        deadline: float | None,
+    ) -> _Answer[T] | None:
+        chain: list[str] = [
+            state.group,
+            *self._planner.fallbacks(state.group, FallbackKind.GENERAL),
+        ]
+        per_group = 1 + self._settings.router.num_retries
         depth = 0
         while depth < len(chain):
             current = chain[depth]
             switch_to: FallbackKind | None = None
-            for deployment in self._planner.deployments(current):
-                timeout_s = self._attempt_timeout(deployment, deadline)
-                started = self._clock()
+            while state.used[current] < per_group:
+                picked = self._admit(request, state, current, blocked)
+                if picked is None:
+                    break
+                deployment, reservation, explored = picked
+                state.used[current] += 1
+                state.tried.add(deployment.id)
                 try:
+                    timeout_s = self._attempt_timeout(deployment, deadline)
+                except BaseException:
+                    reservation.release()
+                    raise
+                started = self._clock()
+                self._router.started(deployment)
+                fault = request.fault
+                try:
+                    if fault is not None and fault.applies(deployment.id, len(state.attempts)):
+                        raise fault.error(deployment.id)
                     value = await call(deployment, timeout_s)
                 except ProviderError as err:
-                    err.deployment = err.deployment or deployment.id
-                    attempts.append(
-                        Attempt(
-                            deployment=deployment.id,
-                            model_group=current,
-                            outcome=err.outcome,
-                            latency_s=self._clock() - started,
-                            error=err.message,
-                        )
-                    )
-                    failures.append(err)
-                    if isinstance(err, ContextWindowExceeded):
-                        switch_to = FallbackKind.CONTEXT_WINDOW
-                    elif isinstance(err, ContentPolicyViolation):
-                        switch_to = FallbackKind.CONTENT_POLICY
-                    elif not err.retryable:
-                        raise
+                    self._router.finished(deployment)
+                    reservation.release()
+                    switch_to = self._failed(err, deployment, current, started, state)
                     if switch_to is not None:
                         break
                     continue
-                if record_success:
-                    attempts.append(
-                        Attempt(
-                            deployment=deployment.id,
-                            model_group=current,
-                            outcome=Outcome.SUCCESS,
-                            latency_s=self._clock() - started,
-                        )
-                    )
-                return _Answer(value, deployment, current, depth, started)
+                except BaseException:
+                    self._router.finished(deployment)
+                    reservation.release()
+                    raise
+                return _Answer(
+                    value,
+                    deployment,
+                    current,
+                    depth,
+                    started,
+                    reservation,
+                    state.prompt_tokens,
+                    explored,
+                    state.queued_s,
+                )
+            if switch_to is None and blocked.too_small is not None and current == state.group:
+                switch_to = FallbackKind.CONTEXT_WINDOW
             if switch_to is not None:
-                targets = self._planner.fallbacks(group, switch_to)
+                targets = self._planner.fallbacks(state.group, switch_to)
                 if not targets:
-                    raise failures[-1]
-                chain = [*chain[: depth + 1], *targets]
+                    raise (
+                        state.failures[-1]
+                        if state.failures
+                        else blocked.too_small
+                        or (NoDeploymentAvailable(state.group, state.failures))
+                    )
+                chain = [*chain[: depth + 1], *(t for t in targets if t not in chain)]
             depth += 1
-        raise NoDeploymentAvailable(group, failures)
+        return None
+
+    def _admit(
+        self, request: CompletionRequest, state: _Call, group: str, blocked: _Blocked
+    ) -> tuple[Deployment, Reservation, bool] | None:
+        """Choose among the eligible deployments the first that the limiter admits."""
+        eligible = self._router.eligible(
+            group, exclude=state.tried, prompt_tokens=state.prompt_tokens
+        )
+        if eligible.cooling_until is not None:
+            blocked.cooling_until.append(eligible.cooling_until)
+            blocked.cooling_for_quota = blocked.cooling_for_quota and eligible.cooling_for_quota
+        if eligible.too_small and not eligible.candidates and group == state.group:
+            limits = sorted({d.max_input_tokens or 0 for d in eligible.too_small})
+            blocked.too_small = ContextWindowExceeded(
+                f"the prompt (about {state.prompt_tokens} tokens) exceeds the context window "
+                f"of every deployment of {group!r} (max_input_tokens {limits[-1]})"
+            )
+        candidates = list(eligible.candidates)
+        while candidates:
+            decision = self._router.choose(candidates, state.kind)
+            deployment = decision.deployment
+            tokens = state.prompt_tokens + self._output_reservation(request, deployment)
+            result = self._admission.try_reserve(deployment, tokens)
+            if isinstance(result, Reservation):
+                return deployment, result, decision.explored
+            blocked.refusals.append(result)
+            candidates.remove(deployment)
+        return None
+
+    def _output_reservation(self, request: CompletionRequest, deployment: Deployment) -> int:
+        return (
+            request.sampling.max_tokens
+            or deployment.max_output_tokens
+            or self._settings.limits.default_max_tokens
+        )
+
+    def _failed(
+        self,
+        err: ProviderError,
+        deployment: Deployment,
+        group: str,
+        started: float,
+        state: _Call,
+    ) -> FallbackKind | None:
+        """Record a failed attempt; raise it if nothing else may help, else say where to go."""
+        elapsed = self._clock() - started
+        err.deployment = err.deployment or deployment.id
+        state.attempts.append(
+            self._attempt(deployment, group, err.outcome, elapsed, error=err.message)
+        )
+        state.failures.append(err)
+        if isinstance(err, ContextWindowExceeded):
+            return FallbackKind.CONTEXT_WINDOW
+        if isinstance(err, ContentPolicyViolation):
+            return FallbackKind.CONTENT_POLICY
+        if not err.retryable:
+            raise err
+        self._router.failed(
+            deployment,
+            retry_after=err.retry_after if isinstance(err, UpstreamRateLimited) else None,
+            seconds=elapsed if isinstance(err, UpstreamTimeout) else None,
+            kind=state.kind,
+        )
+        return None
+
+    def _tighten(self, deployment: Deployment, hint: RateLimitHint, typical_tokens: int) -> None:
+        """The provider's own count is the truth: when it says it is spent, stop sending.
+
+        Our limiter cannot know of traffic from elsewhere on the same provider
+        key; its headers can. A deployment with no requests left, or fewer
+        tokens than a call like this one reserves, is paused until the reset.
+        """
+        pauses = []
+        if hint.requests_remaining == 0 and hint.requests_reset_s:
+            pauses.append(hint.requests_reset_s)
+        tokens = hint.tokens_remaining
+        if tokens is not None and tokens < typical_tokens and hint.tokens_reset_s:
+            pauses.append(hint.tokens_reset_s)
+        if pauses:
+            self._router.pause(deployment, max(pauses))
+
+    def _wait(self, blocked: _Blocked) -> float | None:
+        now = self._clock()
+        waits = [r.retry_after for r in blocked.refusals if not r.never]
+        waits += [until - now for until in blocked.cooling_until]
+        return max(MIN_WAIT_S, min(waits)) if waits else None
+
+    def _queue_budget(self, state: _Call, deadline: float | None) -> float:
+        budget = self._settings.router.max_queue_wait_s - state.queued_s
+        if deadline is not None:
+            budget = min(budget, deadline - self._clock())
+        return budget
+
+    def _exhausted(self, state: _Call, blocked: _Blocked, wait: float | None) -> Exception:
+        """The error for a call that found no deployment and may not wait any longer."""
+        refusals = [r for r in blocked.refusals if not r.never]
+        if refusals:
+            first = min(refusals, key=lambda r: r.retry_after)
+            return CapacityExhausted(
+                f"no deployment of {state.group!r} has room for {first.tokens} tokens "
+                f"within the wait allowed; {first.key} frees up in {first.retry_after:.3f}s",
+                limit_key=first.key,
+                wait_s=first.retry_after,
+            )
+        if state.failures:
+            return NoDeploymentAvailable(state.group, state.failures)
+        if blocked.cooling_until:
+            return AllCoolingDown(
+                state.group, wait if wait is not None else 0.0, quota=blocked.cooling_for_quota
+            )
+        if blocked.refusals:
+            largest = max(blocked.refusals, key=lambda r: r.tokens)
+            return CapacityExhausted(
+                f"the call needs {largest.tokens} tokens, more than the limit of "
+                f"{largest.key}: it can never be admitted",
+                limit_key=largest.key,
+                wait_s=None,
+            )
+        if blocked.too_small is not None:
+            return blocked.too_small
+        return NoDeploymentAvailable(state.group, state.failures)
 
     def _attempt_timeout(self, deployment: Deployment, deadline: float | None) -> float:
         if deadline is None:
@@ -226,6 +501,18 @@ class Gateway:
             raise DeadlineExceeded("the deadline passed before an attempt could start")
         return min(left, deployment.timeout_s)
 
+    @staticmethod
+    def _attempt(
+        deployment: Deployment, group: str, outcome: Outcome, latency_s: float, error: str = ""
+    ) -> Attempt:
+        return Attempt(
+            deployment=deployment.id,
+            model_group=group,
+            outcome=outcome,
+            latency_s=latency_s,
+            error=error,
+        )
+
     def _facts(self, answer: _Answer[Any], attempts: list[Attempt], usage: Usage) -> RouteFacts:
         return RouteFacts(
             deployment=answer.deployment.id,
@@ -233,4 +520,7 @@ class Gateway:
             attempts=tuple(attempts),
             fallback_depth=answer.fallback_depth,
             cost_usd=self._provider.price(answer.deployment, usage),
+            strategy=self._router.strategy_name,
+            explored=answer.explored,
+            queued_s=answer.queued_s,
         )

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 import grpc
 import pytest
 
-from switchboard.config import Deployment, Settings, parse_settings
+from switchboard.app import build_gateway
+from switchboard.config import Settings, parse_settings
 from switchboard.domain import (
     CompletionRequest,
     FinishReason,
     Message,
     Outcome,
     ProviderChunk,
-    ProviderResponse,
     Role,
     StreamDelta,
     StreamFinal,
@@ -33,7 +31,7 @@ from switchboard.errors import (
     UpstreamUnavailable,
 )
 from switchboard.gateway import Gateway
-from switchboard.routing import Planner, SimpleShuffle
+from tests.unit.fakes import FakeClock, ScriptedProvider
 
 CONFIG = """
 model_list:
@@ -50,97 +48,20 @@ switchboard:
 """
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-Behaviour = Callable[[Deployment], ProviderError | None]
-
-
-@dataclass
-class ScriptedStream:
-    chunks: list[ProviderChunk | ProviderError]
-    closed: bool = False
-
-    def __aiter__(self) -> AsyncIterator[ProviderChunk]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[ProviderChunk]:
-        for item in self.chunks:
-            if isinstance(item, ProviderError):
-                raise item
-            yield item
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-@dataclass
-class ScriptedProvider:
-    """Fails per deployment as `failures` says; otherwise answers. Records every call."""
-
-    clock: FakeClock
-    failures: dict[str, list[ProviderError]] = field(default_factory=dict)
-    latency: float = 0.25
-    calls: list[tuple[str, float]] = field(default_factory=list)
-    streams: list[ScriptedStream] = field(default_factory=list)
-    stream_script: dict[str, list[ProviderChunk | ProviderError]] = field(default_factory=dict)
-
-    async def complete(
-        self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
-    ) -> ProviderResponse:
-        self.calls.append((deployment.id, timeout_s))
-        self.clock.advance(self.latency)
-        pending = self.failures.get(deployment.id)
-        if pending:
-            raise pending.pop(0)
-        return ProviderResponse(
-            id=f"resp-{deployment.id}",
-            model=deployment.model,
-            message=Message(Role.ASSISTANT, f"hello from {deployment.id}"),
-            finish_reason=FinishReason.STOP,
-            usage=Usage(input_tokens=5, output_tokens=3),
-        )
-
-    async def stream(
-        self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
-    ) -> ScriptedStream:
-        self.calls.append((deployment.id, timeout_s))
-        pending = self.failures.get(deployment.id)
-        if pending:
-            raise pending.pop(0)
-        stream = ScriptedStream(list(self.stream_script.get(deployment.id, _good_chunks())))
-        self.streams.append(stream)
-        return stream
-
-    def price(self, deployment: Deployment, usage: Usage) -> float:
-        return 0.001 * usage.total_tokens
-
-
-def _good_chunks() -> list[ProviderChunk | ProviderError]:
-    return [
-        ProviderChunk(content="Hel", id="s1", model="m"),
-        ProviderChunk(content="lo"),
-        ProviderChunk(finish_reason=FinishReason.STOP),
-        ProviderChunk(usage=Usage(input_tokens=4, output_tokens=2)),
-    ]
-
-
 def _settings() -> Settings:
     return parse_settings(CONFIG, source="test", env={})
 
 
-def _gateway(provider: ScriptedProvider, clock: FakeClock) -> Gateway:
-    settings = _settings()
-    planner = Planner(settings.groups, settings.router, SimpleShuffle(random.Random(1)))
-    return Gateway(settings=settings, provider=provider, planner=planner, clock=clock)
+def _gateway(
+    provider: ScriptedProvider, clock: FakeClock, settings: Settings | None = None
+) -> Gateway:
+    return build_gateway(
+        settings or _settings(),
+        clock=clock,
+        rng=random.Random(1),
+        provider=provider,
+        sleep=clock.sleep,
+    )
 
 
 def _request(model: str = "chat") -> CompletionRequest:

@@ -33,6 +33,8 @@ from switchboard.domain import (
     Usage,
 )
 from switchboard.errors import FieldViolation, InvalidRequest
+from switchboard.gateway import DeploymentStatus
+from switchboard.routing import HealthState
 
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_STOP_SEQUENCES = 4
@@ -196,7 +198,41 @@ def _route_fields(route: RouteFacts) -> dict[str, object]:
         "cache_hit": route.cache_hit,
         "attempts": _attempts(route.attempts),
         "fallback_depth": route.fallback_depth,
+        "routing": _routing(route),
     }
+
+
+def _routing(route: RouteFacts) -> pb.RoutingDecision:
+    decision = pb.RoutingDecision(strategy=route.strategy, explored=route.explored)
+    decision.queue_wait.FromNanoseconds(round(route.queued_s * 1e9))
+    return decision
+
+
+_STATE = {
+    HealthState.HEALTHY: pb.DEPLOYMENT_STATE_HEALTHY,
+    HealthState.COOLING_DOWN: pb.DEPLOYMENT_STATE_COOLING_DOWN,
+    HealthState.RAMPING: pb.DEPLOYMENT_STATE_RAMPING,
+}
+
+
+def deployment_status(status: DeploymentStatus, wall_offset_s: float) -> pb.Deployment:
+    """`wall_offset_s` turns the gateway's monotonic times into wall-clock ones."""
+    d = status.deployment
+    message = pb.Deployment(
+        id=d.id,
+        model=d.model,
+        provider=d.provider,
+        rpm_limit=d.rpm,
+        tpm_limit=d.tpm,
+        state=_STATE[status.health.state],
+        requests_remaining=status.requests_remaining,
+        tokens_remaining=status.tokens_remaining,
+        in_flight=status.in_flight,
+        traffic_share=status.health.share,
+    )
+    if status.health.until is not None:
+        message.cooldown_until.FromNanoseconds(round((status.health.until + wall_offset_s) * 1e9))
+    return message
 
 
 def complete_response(completion: Completion) -> pb.CompleteResponse:

@@ -8,17 +8,20 @@ trace: unexpected exceptions are logged here and answered as INTERNAL.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from switchboard import faults
 from switchboard.api import convert
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 from switchboard.api.status import abort
-from switchboard.domain import StreamDelta
-from switchboard.errors import SwitchboardError
+from switchboard.domain import CompletionRequest, StreamDelta
+from switchboard.errors import FieldViolation, InvalidRequest, SwitchboardError
 from switchboard.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:  # noqa: N802
         failure: SwitchboardError
         try:
-            domain_request = convert.request_from_proto(request)
+            domain_request = self._with_fault(convert.request_from_proto(request), context)
             completion = await self._gateway.complete(
                 domain_request, deadline=self._deadline(context)
             )
@@ -55,7 +58,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     ) -> AsyncIterator[pb.StreamCompleteResponse]:
         failure: SwitchboardError
         try:
-            domain_request = convert.request_from_proto(request)
+            domain_request = self._with_fault(convert.request_from_proto(request), context)
             events = self._gateway.stream(domain_request, deadline=self._deadline(context))
             async with contextlib.aclosing(events):
                 async for event in events:
@@ -76,18 +79,12 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.ListModelsRequest, context: Context
     ) -> pb.ListModelsResponse:
         settings = self._gateway.settings
+        wall_offset = time.time() - self._clock()
         groups = [
             pb.ModelGroup(
                 name=name,
                 deployments=[
-                    pb.Deployment(
-                        id=d.id,
-                        model=d.model,
-                        provider=d.provider,
-                        rpm_limit=d.rpm,
-                        tpm_limit=d.tpm,
-                        state=pb.DEPLOYMENT_STATE_HEALTHY,
-                    )
+                    convert.deployment_status(self._gateway.status(d), wall_offset)
                     for d in deployments
                 ],
                 fallbacks=settings.router.fallbacks.get(name, ()),
@@ -96,6 +93,19 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         ]
         aliases = [pb.Alias(name=a, target=t) for a, t in settings.aliases.items()]
         return pb.ListModelsResponse(groups=groups, aliases=aliases)
+
+    def _with_fault(self, request: CompletionRequest, context: Context) -> CompletionRequest:
+        """Honour `x-switchboard-fault` only where the config allows it; ignore it elsewhere."""
+        if not self._gateway.settings.routing.allow_fault_injection:
+            return request
+        values = [v for k, v in context.invocation_metadata() or () if k == faults.HEADER]
+        if not values:
+            return request
+        try:
+            fault = faults.parse_fault(str(values[-1]))
+        except ValueError as exc:
+            raise InvalidRequest([FieldViolation(f"metadata.{faults.HEADER}", str(exc))]) from None
+        return dataclasses.replace(request, fault=fault)
 
     def _deadline(self, context: Context) -> float | None:
         remaining = context.time_remaining()

@@ -39,6 +39,7 @@ from switchboard.domain import (
     Message,
     ProviderChunk,
     ProviderResponse,
+    RateLimitHint,
     Role,
     ToolCall,
     ToolCallDelta,
@@ -56,7 +57,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from switchboard.providers.retry_after import parse_retry_after
+from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
 from switchboard.providers.tokens import PromptEstimator
 
 
@@ -302,7 +303,14 @@ def _response(raw: Any) -> ProviderResponse:
         message=Message(role=Role.ASSISTANT, content=message.content or "", tool_calls=tool_calls),
         finish_reason=FinishReason.from_provider(choice.finish_reason),
         usage=_usage(getattr(raw, "usage", None)) or Usage(),
+        rate_limit=_rate_limit(raw),
     )
+
+
+def _rate_limit(raw: Any) -> RateLimitHint | None:
+    hidden = getattr(raw, "_hidden_params", None)
+    headers = hidden.get("additional_headers") if isinstance(hidden, Mapping) else None
+    return parse_rate_limit(headers) if isinstance(headers, Mapping) else None
 
 
 def _chunk(raw: Any) -> ProviderChunk | None:

@@ -11,6 +11,8 @@ import email.utils
 import re
 from collections.abc import Callable, Mapping
 
+from switchboard.domain import RateLimitHint
+
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -43,6 +45,38 @@ def parse_retry_after(headers: Mapping[str, str], now_epoch: Callable[[], float]
     ]
     known = [r for r in resets if r is not None]
     return max(known) if known else None
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
+    """What a successful response says is left of the provider's own limits.
+
+    OpenAI-style `x-ratelimit-remaining-*` / `x-ratelimit-reset-*`; litellm
+    re-exposes them with an `llm_provider-` prefix, which is accepted too.
+    """
+    lowered = {
+        k.lower().removeprefix("llm_provider-"): v
+        for k, v in headers.items()
+        if isinstance(k, str) and isinstance(v, str)
+    }
+
+    def count(name: str) -> int | None:
+        value = lowered.get(name)
+        try:
+            return max(0, int(float(value))) if value is not None else None
+        except ValueError:
+            return None
+
+    def reset(name: str) -> float | None:
+        value = lowered.get(name)
+        return parse_duration(value) if value is not None else None
+
+    hint = RateLimitHint(
+        requests_remaining=count("x-ratelimit-remaining-requests"),
+        tokens_remaining=count("x-ratelimit-remaining-tokens"),
+        requests_reset_s=reset("x-ratelimit-reset-requests"),
+        tokens_reset_s=reset("x-ratelimit-reset-tokens"),
+    )
+    return None if hint == RateLimitHint() else hint
 
 
 def parse_duration(text: str) -> float | None:

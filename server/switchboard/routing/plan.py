@@ -1,4 +1,4 @@
-"""Which deployments a call may try, in which groups, in what order.
+"""Which groups a call may move on to when its own group cannot answer.
 
 A call starts in its model group and may try up to `1 + num_retries`
 distinct deployments there; when those fail, the group's fallback groups
@@ -9,10 +9,8 @@ failures switch to their own fallback lists, as in LiteLLM.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
 
-from switchboard.config import Deployment, RouterSettings
-from switchboard.routing.strategies import Strategy
+from switchboard.config import RouterSettings
 
 
 class FallbackKind(enum.Enum):
@@ -22,19 +20,8 @@ class FallbackKind(enum.Enum):
 
 
 class Planner:
-    def __init__(
-        self,
-        groups: Mapping[str, tuple[Deployment, ...]],
-        router: RouterSettings,
-        strategy: Strategy,
-    ) -> None:
-        self._groups = groups
+    def __init__(self, router: RouterSettings) -> None:
         self._router = router
-        self._strategy = strategy
-
-    @property
-    def strategy_name(self) -> str:
-        return self._strategy.name
 
     def fallbacks(self, group: str, kind: FallbackKind) -> tuple[str, ...]:
         table = {
@@ -43,13 +30,3 @@ class Planner:
             FallbackKind.CONTENT_POLICY: self._router.content_policy_fallbacks,
         }[kind]
         return table.get(group, ())
-
-    def deployments(self, group: str) -> Iterator[Deployment]:
-        """Distinct deployments of `group`, chosen one at a time by the strategy."""
-        remaining = list(self._groups[group])
-        for _ in range(1 + self._router.num_retries):
-            if not remaining:
-                return
-            chosen = self._strategy.choose(remaining)
-            remaining.remove(chosen)
-            yield chosen

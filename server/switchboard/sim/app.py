@@ -129,9 +129,14 @@ class SimApp:
         self.started_at = settings.clock()
         self.stopping = False
         self._budgets: dict[str, TokenBudget] = {
-            name: TokenBudget(profile.tpm_budget)
+            name: TokenBudget(profile.tpm_budget, profile.budget_window_s)
             for name, profile in settings.profiles.items()
             if profile.tpm_budget is not None
+        }
+        self._request_budgets: dict[str, TokenBudget] = {
+            name: TokenBudget(profile.rpm_budget, profile.budget_window_s)
+            for name, profile in settings.profiles.items()
+            if profile.rpm_budget is not None
         }
         self._tasks: set[asyncio.Task[object]] = set()
 
@@ -289,6 +294,12 @@ class SimApp:
             raise _Respond(replies.context_length_exceeded(limit, prompt_tokens, chat.max_tokens))
 
     def _spend_budget(self, profile_name: str, chat: ChatRequest, tokens: int, now: float) -> None:
+        requests = self._request_budgets.get(profile_name)
+        if requests is not None:
+            wait = requests.try_spend(1, now)
+            if wait is not None:
+                reply = replies.requests_rate_limited(chat.model, requests.limit, wait)
+                raise _Respond(reply, fault="rpm_budget")
         budget = self._budgets.get(profile_name)
         if budget is None:
             return
@@ -304,14 +315,16 @@ class SimApp:
         raise _Respond(reply, fault="tpm_budget")
 
     def _budget_headers(self, profile_name: str, now: float) -> dict[str, str]:
-        budget = self._budgets.get(profile_name)
-        if budget is None:
-            return {}
-        return {
-            "x-ratelimit-limit-tokens": str(budget.limit),
-            "x-ratelimit-remaining-tokens": str(budget.remaining(now)),
-            "x-ratelimit-reset-tokens": replies.duration(budget.reset_in(now)),
-        }
+        headers: dict[str, str] = {}
+        for unit, budget in (
+            ("requests", self._request_budgets.get(profile_name)),
+            ("tokens", self._budgets.get(profile_name)),
+        ):
+            if budget is not None:
+                headers[f"x-ratelimit-limit-{unit}"] = str(budget.limit)
+                headers[f"x-ratelimit-remaining-{unit}"] = str(budget.remaining(now))
+                headers[f"x-ratelimit-reset-{unit}"] = replies.duration(budget.reset_in(now))
+        return headers
 
     async def _inject(
         self,

@@ -62,7 +62,11 @@ class SimProfile:
     max_output_tokens: int = 60
     faults: FaultRates = field(default_factory=FaultRates)
     tpm_budget: int | None = None
-    """Tokens (prompt + completion) per rolling minute before answering 429."""
+    """Tokens (prompt + completion) per rolling window before answering 429."""
+    rpm_budget: int | None = None
+    """Requests per rolling window before answering 429."""
+    budget_window_s: float = 60.0
+    """The rolling window of both budgets (a minute, as providers count; shorter in tests)."""
     max_context_tokens: int | None = None
     """Prompts longer than this get OpenAI's context_length_exceeded error."""
     latency_schedule: tuple[LatencyShift, ...] = ()
@@ -80,6 +84,10 @@ class SimProfile:
             raise InvalidProfileError("max_output_tokens", "must be >= min_output_tokens")
         if self.tpm_budget is not None and self.tpm_budget < 1:
             raise InvalidProfileError("tpm_budget", "must be >= 1")
+        if self.rpm_budget is not None and self.rpm_budget < 1:
+            raise InvalidProfileError("rpm_budget", "must be >= 1")
+        if not self.budget_window_s > 0:
+            raise InvalidProfileError("budget_window_s", "must be > 0")
         if self.max_context_tokens is not None and self.max_context_tokens < 1:
             raise InvalidProfileError("max_context_tokens", "must be >= 1")
         starts = [shift.at_s for shift in self.latency_schedule]

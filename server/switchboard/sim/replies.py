@@ -75,6 +75,21 @@ def tokens_rate_limited(
     )
 
 
+def requests_rate_limited(model: str, limit: int, retry_after_s: float) -> ErrorReply:
+    return ErrorReply(
+        429,
+        wire.error(
+            f"Rate limit reached for {model} in organization {ORGANIZATION} on requests per min "
+            f"(RPM): Limit {limit}, Used {limit}, Requested 1. Please try again in "
+            f"{duration(retry_after_s)}. {RATE_LIMIT_DOCS}",
+            "requests",
+            None,
+            "rate_limit_exceeded",
+        ),
+        retry_after_headers(retry_after_s),
+    )
+
+
 def request_too_large(model: str, limit: int, requested: int) -> ErrorReply:
     """A request bigger than the whole TPM budget: no Retry-After, it never fits."""
     return ErrorReply(

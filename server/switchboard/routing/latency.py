@@ -1,0 +1,213 @@
+"""Latency-based routing: epsilon-greedy over a decaying, bounded latency estimate.
+
+Latency drifts (a provider region gets busy, a model is redeployed), so the
+estimate weights recent samples most and forgets a deployment whose newest
+sample is older than `stale_after_s`: unknown is explored again rather than
+trusted or starved. Exploration has two parts. A deployment with no usable
+estimate is probed first, but only while it has no call in flight, so a
+burst does not pile onto one unmeasured (perhaps just recovered) deployment.
+Then a fixed share `epsilon` of calls goes uniformly to any candidate, which
+keeps every estimate fresh enough to notice that a slow deployment got fast.
+
+LiteLLM's `routing_strategy_args` names are accepted (`ttl`,
+`lowest_latency_buffer`, `max_latency_list_size`) beside Switchboard's own
+(`epsilon`, `half_life_s`, `per_output_token`); anything else is an error.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from switchboard.config import Deployment
+from switchboard.routing.load import InFlight
+from switchboard.routing.strategy import CallKind, Decision
+
+# routing_strategy_args name -> constructor keyword, for each of the two objects.
+TRACKER_ARGS: Mapping[str, str] = {
+    "max_latency_list_size": "window",
+    "ttl": "stale_after_s",
+    "half_life_s": "half_life_s",
+    "per_output_token": "per_output_token",
+}
+ROUTING_ARGS: Mapping[str, str] = {
+    "lowest_latency_buffer": "tie_tolerance",
+    "epsilon": "epsilon",
+}
+
+
+class LatencyTracker:
+    """Recent latency samples per deployment and call kind, at most `window` each.
+
+    COMPLETE samples are whole-call latency (per output token with
+    `per_output_token`, so long answers do not look like slow deployments);
+    STREAM samples are time to first token. The two never mix.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        window: int = 10,
+        half_life_s: float = 10.0,
+        stale_after_s: float = 60.0,
+        per_output_token: bool = False,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        if not half_life_s > 0:
+            raise ValueError(f"half_life_s must be positive, got {half_life_s}")
+        if not stale_after_s > 0:
+            raise ValueError(f"stale_after_s must be positive, got {stale_after_s}")
+        self._clock = clock
+        self._window = window
+        self._half_life_s = half_life_s
+        self._stale_after_s = stale_after_s
+        self._per_output_token = per_output_token
+        # (deployment id, kind) -> (time, value) samples, oldest first.
+        self._samples: dict[tuple[str, CallKind], deque[tuple[float, float]]] = {}
+
+    def record(
+        self,
+        deployment_id: str,
+        kind: CallKind,
+        seconds: float,
+        output_tokens: int | None = None,
+    ) -> None:
+        """Keep one successful call's latency.
+
+        With `per_output_token`, a COMPLETE sample without a token count is
+        dropped: seconds and seconds-per-token cannot share one mean.
+        """
+        value = seconds
+        if self._per_output_token and kind is CallKind.COMPLETE:
+            if output_tokens is None:
+                return
+            value = seconds / max(output_tokens, 1)
+        key = (deployment_id, kind)
+        samples = self._samples.get(key)
+        if samples is None:
+            samples = self._samples[key] = deque(maxlen=self._window)
+        samples.append((self._clock(), value))
+
+    def estimate(self, deployment_id: str, kind: CallKind) -> float | None:
+        """Decay-weighted mean of the kept samples; None when absent or stale."""
+        samples = self._samples.get((deployment_id, kind))
+        if not samples:
+            return None
+        newest = samples[-1][0]
+        if self._clock() - newest > self._stale_after_s:
+            return None
+        # Ages are taken from the newest sample: the same ratios as from now,
+        # without underflowing every weight to zero after a long gap.
+        total = weights = 0.0
+        for at, value in samples:
+            weight = 0.5 ** ((newest - at) / self._half_life_s)
+            total += weight * value
+            weights += weight
+        return total / weights
+
+    def last_seen(self, deployment_id: str, kind: CallKind) -> float | None:
+        samples = self._samples.get((deployment_id, kind))
+        return samples[-1][0] if samples else None
+
+
+class LatencyRouting:
+    """Epsilon-greedy on the tracker's estimates, near-ties to the least busy."""
+
+    name = "latency-based-routing"
+
+    def __init__(
+        self,
+        tracker: LatencyTracker,
+        load: InFlight,
+        rng: random.Random,
+        *,
+        epsilon: float = 0.1,
+        tie_tolerance: float = 0.1,
+    ) -> None:
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be within [0, 1], got {epsilon}")
+        if not tie_tolerance >= 0.0:
+            raise ValueError(f"tie_tolerance must not be negative, got {tie_tolerance}")
+        self._tracker = tracker
+        self._load = load
+        self._rng = rng
+        self._epsilon = epsilon
+        self._tie_tolerance = tie_tolerance
+
+    def choose(self, candidates: Sequence[Deployment], kind: CallKind) -> Decision:
+        estimates = [(d, self._tracker.estimate(d.id, kind)) for d in candidates]
+        idle_unknown = [d for d, e in estimates if e is None and self._load[d.id] == 0]
+        if idle_unknown:
+            return Decision(self._rng.choice(idle_unknown), explored=True)
+        if self._rng.random() < self._epsilon:
+            return Decision(self._rng.choice(candidates), explored=True)
+        known = [(d, e) for d, e in estimates if e is not None]
+        if not known:
+            # Every candidate is unknown and already probed: spread the wait.
+            return Decision(self._least_busy(candidates), explored=True)
+        best = min(e for _, e in known)
+        near = [d for d, e in known if e <= best * (1.0 + self._tie_tolerance)]
+        return Decision(self._least_busy(near))
+
+    def _least_busy(self, deployments: Sequence[Deployment]) -> Deployment:
+        fewest = min(self._load[d.id] for d in deployments)
+        return self._rng.choice([d for d in deployments if self._load[d.id] == fewest])
+
+
+def tracker_from_args(args: Mapping[str, Any], clock: Callable[[], float]) -> LatencyTracker:
+    """The tracker `routing_strategy_args` describe (routing-only args are left alone)."""
+    check_arg_names(args)
+    kwargs: dict[str, Any] = {}
+    for name, keyword in TRACKER_ARGS.items():
+        if name not in args:
+            continue
+        value = args[name]
+        if keyword == "window":
+            kwargs[keyword] = _integer(name, value)
+        elif keyword == "per_output_token":
+            kwargs[keyword] = _boolean(name, value)
+        else:
+            kwargs[keyword] = _number(name, value)
+    return LatencyTracker(clock, **kwargs)
+
+
+def routing_from_args(
+    args: Mapping[str, Any], tracker: LatencyTracker, load: InFlight, rng: random.Random
+) -> LatencyRouting:
+    """The router `routing_strategy_args` describe (tracker args are left alone)."""
+    check_arg_names(args)
+    kwargs = {kw: _number(name, args[name]) for name, kw in ROUTING_ARGS.items() if name in args}
+    return LatencyRouting(tracker, load, rng, **kwargs)
+
+
+def check_arg_names(args: Mapping[str, Any]) -> None:
+    unknown = sorted(set(args) - set(TRACKER_ARGS) - set(ROUTING_ARGS))
+    if unknown:
+        known = sorted({*TRACKER_ARGS, *ROUTING_ARGS})
+        raise ValueError(
+            f"unknown routing_strategy_args for latency-based-routing: {unknown}; "
+            f"expected some of {known}"
+        )
+
+
+def _number(name: str, value: Any) -> float:
+    # bool is an int to Python, never a latency or a share to a config author.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"routing_strategy_args.{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"routing_strategy_args.{name} must be an integer, got {value!r}")
+    return value
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"routing_strategy_args.{name} must be true or false, got {value!r}")
+    return value

@@ -1,0 +1,119 @@
+"""The routing state of one gateway: who may take a call, who is chosen, what is learnt.
+
+The gateway asks `eligible` for a group's candidates (minus deployments
+already tried, cooling down, turned away by their ramp, or too small for
+the prompt), lets the strategy choose among them, and reports back how each
+attempt went so cooldowns, latency estimates and load stay current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from switchboard.config import Deployment
+from switchboard.routing.health import DeploymentHealth, HealthState, HealthView
+from switchboard.routing.latency import LatencyTracker
+from switchboard.routing.load import InFlight
+from switchboard.routing.strategy import CallKind, Decision, Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class Eligible:
+    candidates: tuple[Deployment, ...]
+    # The earliest end of a cooldown that kept a deployment out, if any.
+    cooling_until: float | None
+    # Every cooldown that kept one out is a provider quota pause.
+    cooling_for_quota: bool
+    # Deployments whose context window is smaller than the prompt.
+    too_small: tuple[Deployment, ...]
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        groups: Mapping[str, tuple[Deployment, ...]],
+        strategy: Strategy,
+        health: DeploymentHealth,
+        load: InFlight,
+        latency: LatencyTracker,
+        pre_call_checks: bool = True,
+    ) -> None:
+        self._groups = groups
+        self._strategy = strategy
+        self._health = health
+        self._load = load
+        self._latency = latency
+        self._pre_call_checks = pre_call_checks
+
+    @property
+    def strategy_name(self) -> str:
+        return self._strategy.name
+
+    def eligible(self, group: str, *, exclude: Collection[str], prompt_tokens: int) -> Eligible:
+        candidates: list[Deployment] = []
+        ramping: list[Deployment] = []
+        too_small: list[Deployment] = []
+        cooling_until: float | None = None
+        cooling_for_quota = True
+        for deployment in self._groups[group]:
+            if deployment.id in exclude:
+                continue
+            limit = deployment.max_input_tokens
+            if self._pre_call_checks and limit is not None and prompt_tokens > limit:
+                too_small.append(deployment)
+                continue
+            view = self._health.view(deployment.id)
+            if view.state is HealthState.COOLING_DOWN:
+                assert view.until is not None
+                cooling_until = (
+                    view.until if cooling_until is None else min(cooling_until, view.until)
+                )
+                cooling_for_quota = cooling_for_quota and view.quota
+            elif self._health.admits(view):
+                candidates.append(deployment)
+            else:
+                ramping.append(deployment)
+        # The ramp thins traffic to a recovering deployment; it never refuses
+        # a call that has nowhere else to go.
+        return Eligible(
+            tuple(candidates or ramping), cooling_until, cooling_for_quota, tuple(too_small)
+        )
+
+    def choose(self, candidates: Sequence[Deployment], kind: CallKind) -> Decision:
+        return self._strategy.choose(candidates, kind)
+
+    def started(self, deployment: Deployment) -> None:
+        self._load.started(deployment.id)
+
+    def finished(self, deployment: Deployment) -> None:
+        self._load.finished(deployment.id)
+
+    def succeeded(
+        self, deployment: Deployment, kind: CallKind, seconds: float, output_tokens: int | None
+    ) -> None:
+        self._latency.record(deployment.id, kind, seconds, output_tokens)
+
+    def failed(
+        self,
+        deployment: Deployment,
+        *,
+        retry_after: float | None,
+        seconds: float | None = None,
+        kind: CallKind = CallKind.COMPLETE,
+    ) -> float | None:
+        """A retryable failure; a slow failure (timeout) also teaches the latency estimate."""
+        if seconds is not None:
+            self._latency.record(deployment.id, kind, seconds, None)
+        sole = len(self._groups[deployment.model_group]) == 1
+        return self._health.record_failure(deployment.id, retry_after=retry_after, sole=sole)
+
+    def pause(self, deployment: Deployment, seconds: float) -> float:
+        return self._health.pause(deployment.id, seconds)
+
+    def health(self, deployment: Deployment) -> HealthView:
+        return self._health.view(deployment.id)
+
+    def in_flight(self, deployment: Deployment) -> int:
+        return self._load[deployment.id]
