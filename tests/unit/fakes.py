@@ -20,8 +20,8 @@ from switchboard.errors import ProviderError
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
+    def __init__(self, start: float = 100.0) -> None:
+        self.now = start
         self.slept: list[float] = []
 
     def __call__(self) -> float:

@@ -12,6 +12,7 @@ from switchboard.config import parse_settings
 from switchboard.domain import CompletionRequest, Message, Outcome, Role
 from switchboard.errors import UpstreamTimeout
 from switchboard.faults import InjectedFault, parse_fault
+from switchboard.gateway import Gateway
 from tests.unit.fakes import FakeClock, ScriptedProvider
 
 CONFIG = """
@@ -20,6 +21,19 @@ model_list:
   - {model_name: chat, litellm_params: {model: openai/b}, model_info: {id: b}}
 router_settings: {routing_strategy: simple-shuffle, num_retries: 1}
 """
+
+
+def _gateway() -> tuple[Gateway, ScriptedProvider]:
+    clock = FakeClock()
+    provider = ScriptedProvider(clock)
+    gateway = build_gateway(
+        parse_settings(CONFIG, source="test", env={}),
+        clock=clock,
+        rng=random.Random(2),
+        provider=provider,
+        sleep=clock.sleep,
+    )
+    return gateway, provider
 
 
 def test_parse_kind_and_deployment() -> None:
@@ -36,15 +50,7 @@ def test_an_unknown_kind_names_the_accepted_ones() -> None:
 async def test_the_first_attempt_fails_as_injected_and_the_other_deployment_answers(
     kind: str,
 ) -> None:
-    clock = FakeClock()
-    provider = ScriptedProvider(clock)
-    gateway = build_gateway(
-        parse_settings(CONFIG, source="test", env={}),
-        clock=clock,
-        rng=random.Random(2),
-        provider=provider,
-        sleep=clock.sleep,
-    )
+    gateway, provider = _gateway()
     request = CompletionRequest(
         model="chat", messages=(Message(Role.USER, "hi"),), fault=parse_fault(kind)
     )
@@ -57,15 +63,7 @@ async def test_the_first_attempt_fails_as_injected_and_the_other_deployment_answ
 
 
 async def test_a_fault_pinned_to_a_deployment_fails_every_attempt_there() -> None:
-    clock = FakeClock()
-    provider = ScriptedProvider(clock)
-    gateway = build_gateway(
-        parse_settings(CONFIG, source="test", env={}),
-        clock=clock,
-        rng=random.Random(2),
-        provider=provider,
-        sleep=clock.sleep,
-    )
+    gateway, provider = _gateway()
     base = CompletionRequest(model="chat", messages=(Message(Role.USER, "hi"),))
     pinned = dataclasses.replace(base, fault=parse_fault("timeout@a"))
     for _ in range(10):

@@ -5,19 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from switchboard.config import Deployment
+from tests.unit import fakes
 
 
-class FakeClock:
-    """A clock that moves only when told, so ages and staleness are exact."""
+class FakeClock(fakes.FakeClock):
+    """The shared fake clock, started at 1000 s so ages and staleness are exact."""
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(start)
 
 
 def deployment(id: str, group: str = "g", **fields: Any) -> Deployment:

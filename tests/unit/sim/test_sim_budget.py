@@ -7,19 +7,14 @@ import math
 import pytest
 
 from switchboard.sim.budget import TokenBudget
+from tests.unit import fakes
 
 
-class FakeClock:
-    """A clock that moves only when told, so the window's edges are exact."""
+class FakeClock(fakes.FakeClock):
+    """The shared fake clock, started at 1000 s."""
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(start)
 
 
 @pytest.fixture
