@@ -18,7 +18,7 @@ from switchboard.api.server import GatewayServer
 from switchboard.config import Address, Settings, SimulatorSettings
 from switchboard.gateway import Gateway, Sleep
 from switchboard.limits import RateLimiter
-from switchboard.limits.admission import Admission, deployment_key
+from switchboard.limits.admission import Admission, caller_key, deployment_key
 from switchboard.providers import Provider
 from switchboard.routing import DeploymentHealth, InFlight, Planner, Router
 from switchboard.routing.strategies import build_strategy, latency_tracker_from_args
@@ -43,6 +43,9 @@ def build_gateway(
     admission = Admission(
         RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
     )
+    for key in settings.keys:
+        if key.rpm or key.tpm:
+            admission.configure(caller_key(key.name), key.rpm, key.tpm)
     load = InFlight()
     router_settings = settings.router
     latency = latency_tracker_from_args(
@@ -85,6 +88,14 @@ def build_gateway(
     )
 
 
+def announce_keys(settings: Settings) -> None:
+    """Say at start who may call: an open gateway should never be a surprise."""
+    if settings.keys:
+        log.info("caller keys: %s", ", ".join(k.name for k in settings.keys))
+    else:
+        log.warning("no caller keys configured: every caller is admitted")
+
+
 @contextlib.asynccontextmanager
 async def simulator(sim: SimulatorSettings | None) -> AsyncIterator[None]:
     """Run the built-in simulator in this process when the config asks for it."""
@@ -118,6 +129,7 @@ async def serve(
     """Serve until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
     for path in settings.ignored:
         log.warning("config: %s is a LiteLLM setting Switchboard ignores", path)
+    announce_keys(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -126,7 +138,10 @@ async def serve(
     async with simulator(settings.simulator):
         gateway = build_gateway(settings, clock=clock)
         server = GatewayServer(
-            gateway, clock=clock, max_concurrent_calls=settings.max_concurrent_calls
+            gateway,
+            clock=clock,
+            max_concurrent_calls=settings.max_concurrent_calls,
+            transport=settings.transport,
         )
         port = await server.start(listen or settings.listen)
         address = listen or settings.listen

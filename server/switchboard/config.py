@@ -25,6 +25,11 @@ from switchboard.sim import ProfileConfigError, SimProfile, builtin_profiles, pr
 T = TypeVar("T")
 
 ENV_PREFIX = "os.environ/"
+# A caller key's name appears in logs, errors and limiter keys: keep it plain.
+KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# In a caller key's `models`: every model group and alias.
+ALL_MODELS = "*"
 HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
 
 # LiteLLM's routing strategy names, and the aliases it accepts for them.
@@ -178,10 +183,25 @@ class RawSimulator(_Strict):
     seed: int | None = None
 
 
+class RawTls(_Strict):
+    # PEM files; paths relative to the working directory.
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    # When set, callers must present a certificate signed by this CA (mTLS).
+    client_ca_file: str | None = Field(default=None, min_length=1)
+
+
 class RawServer(_Strict):
     listen: str = "127.0.0.1:50051"
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     max_concurrent_calls: int = Field(default=1024, gt=0)
+    # Larger requests are refused before they are parsed.
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    # Absent: plaintext. There is no other way to ask for it.
+    tls: RawTls | None = None
+    # Ping a connection idle this long; drop it when the ping is not answered in time.
+    keepalive_time_seconds: float = Field(default=60.0, ge=1, le=24 * 3600)
+    keepalive_timeout_seconds: float = Field(default=20.0, ge=1, le=3600)
 
 
 class RawLimits(_Strict):
@@ -201,12 +221,46 @@ class RawRouting(_Strict):
     allow_fault_injection: bool = False
 
 
+class RawKey(_Strict):
+    """A caller key, known by its SHA-256 only: the config never holds a key in clear."""
+
+    name: str
+    sha256: str
+    # Model groups or aliases this key may call; empty or ["*"]: all of them.
+    models: list[str] = Field(default_factory=list)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    # Free-form facts about the caller (team, tags) for accounting.
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not KEY_NAME.match(value):
+            raise ValueError(
+                "expected 1-64 letters, digits or _.@:- starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        # Never echo the value: a key pasted here in clear must not reach a log.
+        if not SHA256_HEX.match(value):
+            raise ValueError(
+                "expected the key's SHA-256 as 64 lowercase hex digits "
+                '(printf %s "$KEY" | sha256sum), never the key itself'
+            )
+        return value
+
+
 class RawSwitchboard(_Strict):
     server: RawServer = RawServer()
     limits: RawLimits = RawLimits()
     routing: RawRouting = RawRouting()
     aliases: dict[str, str] = Field(default_factory=dict)
     simulator: RawSimulator | None = None
+    keys: list[RawKey] = Field(default_factory=list)
 
 
 class RawConfig(_Open):
@@ -280,12 +334,45 @@ class Address:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    cert_file: Path
+    key_file: Path
+    # Set: mutual TLS, a caller without a certificate from this CA is refused.
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSettings:
+    """How the gRPC port is served: TLS or plaintext, message size, keepalive."""
+
+    tls: TlsSettings | None = None
+    max_message_bytes: int = 8 * 1024 * 1024
+    keepalive_time_s: float = 60.0
+    keepalive_timeout_s: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorSettings:
     listen: Address
     default_profile: str
     # The built-in profiles, with the config's own added or replacing them.
     profiles: Mapping[str, SimProfile]
     seed: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerKey:
+    """A caller key the gateway admits; `sha256` is the hex digest of the key."""
+
+    name: str
+    sha256: str
+    # The model groups the key may call, aliases resolved; None: every group.
+    groups: frozenset[str] | None
+    # The entries as configured, for messages that tell the caller what it may use.
+    models: tuple[str, ...]
+    rpm: int | None
+    tpm: int | None
+    metadata: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +387,10 @@ class Settings:
     simulator: SimulatorSettings | None
     limits: LimitSettings = LimitSettings()
     routing: RoutingSettings = RoutingSettings()
+    transport: TransportSettings = TransportSettings()
     ignored: tuple[str, ...] = field(default=())
+    # Empty: every caller is admitted.
+    keys: tuple[CallerKey, ...] = ()
 
     def resolve(self, model: str) -> str | None:
         """The group a model name or alias stands for, or None."""
@@ -390,6 +480,36 @@ def _parse_address(text: str, path: str, problems: list[str]) -> Address:
         problems.append(f"{path}: expected HOST:PORT, got {text!r}")
         return Address("127.0.0.1", 0)
     return Address(match["host"].strip("[]"), int(match["port"]))
+
+
+def _transport(server: RawServer, problems: list[str]) -> TransportSettings:
+    tls = None
+    if server.tls is not None:
+        raw = server.tls
+        tls = TlsSettings(
+            cert_file=_readable(raw.cert_file, "switchboard.server.tls.cert_file", problems),
+            key_file=_readable(raw.key_file, "switchboard.server.tls.key_file", problems),
+            client_ca_file=None
+            if raw.client_ca_file is None
+            else _readable(raw.client_ca_file, "switchboard.server.tls.client_ca_file", problems),
+        )
+    return TransportSettings(
+        tls=tls,
+        max_message_bytes=server.max_message_bytes,
+        keepalive_time_s=server.keepalive_time_seconds,
+        keepalive_timeout_s=server.keepalive_timeout_seconds,
+    )
+
+
+def _readable(name: str, path: str, problems: list[str]) -> Path:
+    """Checked at load, so a wrong path fails `check-config`, not the first handshake."""
+    file = Path(name)
+    try:
+        with file.open("rb"):
+            pass
+    except OSError as exc:
+        problems.append(f"{path}: cannot read {name}: {exc.strerror or exc}")
+    return file
 
 
 def _fallbacks(
@@ -546,6 +666,7 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         listen=_parse_address(server.listen, "switchboard.server.listen", problems),
         shutdown_grace_s=server.shutdown_grace_seconds,
         max_concurrent_calls=server.max_concurrent_calls,
+        transport=_transport(server, problems),
         simulator=simulator,
         limits=LimitSettings(
             window_s=raw.switchboard.limits.window_seconds,
@@ -558,7 +679,53 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
             allow_fault_injection=raw.switchboard.routing.allow_fault_injection,
         ),
         ignored=tuple(ignored),
+        keys=_keys(raw.switchboard.keys, groups, aliases, problems),
     )
+
+
+def _keys(
+    raw_keys: Sequence[RawKey],
+    groups: Mapping[str, object],
+    aliases: Mapping[str, str],
+    problems: list[str],
+) -> tuple[CallerKey, ...]:
+    """Caller keys with their models resolved to groups, so an alias and its group agree."""
+    keys: list[CallerKey] = []
+    names: dict[str, int] = {}
+    digests: dict[str, int] = {}
+    for i, raw in enumerate(raw_keys):
+        where = f"switchboard.keys[{i}]"
+        if raw.name in names:
+            problems.append(f"{where}.name: duplicate name (also keys[{names[raw.name]}])")
+        names.setdefault(raw.name, i)
+        if raw.sha256 in digests:
+            problems.append(f"{where}.sha256: the same key as keys[{digests[raw.sha256]}]")
+        digests.setdefault(raw.sha256, i)
+        allowed: set[str] | None = set()
+        for j, model in enumerate(raw.models):
+            if model == ALL_MODELS:
+                if len(raw.models) > 1:
+                    problems.append(f"{where}.models[{j}]: '*' allows every model; list it alone")
+                allowed = None
+                break
+            group = model if model in groups else aliases.get(model)
+            if group is None:
+                problems.append(f"{where}.models[{j}]: {model!r} is not a model group or alias")
+            elif allowed is not None:
+                allowed.add(group)
+        everything = allowed is None or not raw.models
+        keys.append(
+            CallerKey(
+                name=raw.name,
+                sha256=raw.sha256,
+                groups=None if everything or allowed is None else frozenset(allowed),
+                models=() if everything else tuple(raw.models),
+                rpm=raw.rpm,
+                tpm=raw.tpm,
+                metadata=dict(raw.metadata),
+            )
+        )
+    return tuple(keys)
 
 
 def _coalesce(*values: T | None) -> T | None:

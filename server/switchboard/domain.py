@@ -106,6 +106,16 @@ class CacheControl:
 
 
 @dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a call, as far as the gateway knows: a configured key's name, never its value."""
+
+    name: str
+    # The key's limiter key when it has rpm/tpm limits; None: only deployments limit it.
+    limit_key: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """A validated request for a model group or alias."""
 
@@ -118,6 +128,8 @@ class CompletionRequest:
     metadata: Mapping[str, str] = field(default_factory=dict)
     # A failure to inject (staging tests of fallbacks); see switchboard.faults.
     fault: InjectedFault | None = None
+    # The authenticated caller; None when no caller keys are configured.
+    caller: Caller | None = None
 
 
 @dataclass(frozen=True, slots=True)

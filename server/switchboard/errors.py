@@ -99,9 +99,22 @@ class Unauthenticated(SwitchboardError):
 
 
 class PermissionDenied(SwitchboardError):
+    """A known caller key asked for a model it may not use; names the key, never its value."""
+
     status = grpc.StatusCode.PERMISSION_DENIED
     reason = "MODEL_NOT_ALLOWED"
     log_level = logging.INFO
+
+    def __init__(self, model: str, *, key_name: str, allowed: Sequence[str]) -> None:
+        self.model = model
+        self.key_name = key_name
+        super().__init__(
+            f"caller key {key_name!r} may not use model {model!r}; "
+            f"it may use {', '.join(repr(m) for m in allowed) or 'no model'}"
+        )
+
+    def info(self) -> dict[str, str]:
+        return {"model": self.model, "key": self.key_name}
 
 
 class CapacityExhausted(SwitchboardError):

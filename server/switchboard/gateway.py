@@ -112,6 +112,8 @@ class _Blocked:
     cooling_until: list[float] = field(default_factory=list)
     cooling_for_quota: bool = True
     too_small: ContextWindowExceeded | None = None
+    # Refused by the caller's own key: no deployment or fallback can help until it frees up.
+    by_caller: Refusal | None = None
 
 
 class Gateway:
@@ -357,6 +359,8 @@ class Gateway:
                     explored,
                     state.queued_s,
                 )
+            if blocked.by_caller is not None:
+                return None
             if switch_to is None and blocked.too_small is not None and current == state.group:
                 switch_to = FallbackKind.CONTEXT_WINDOW
             if switch_to is not None:
@@ -388,14 +392,21 @@ class Gateway:
                 f"the prompt (about {state.prompt_tokens} tokens) exceeds the context window "
                 f"of every deployment of {group!r} (max_input_tokens {limits[-1]})"
             )
+        caller = request.caller
+        extra_keys = (caller.limit_key,) if caller is not None and caller.limit_key else ()
         candidates = list(eligible.candidates)
         while candidates:
             decision = self._router.choose(candidates, state.kind)
             deployment = decision.deployment
             tokens = state.prompt_tokens + self._output_reservation(request, deployment)
-            result = self._admission.try_reserve(deployment, tokens)
+            # One atomic acquire for the deployment's limits and the caller's.
+            result = self._admission.try_reserve(deployment, tokens, extra_keys)
             if isinstance(result, Reservation):
                 return deployment, result, decision.explored
+            if result.key in extra_keys:
+                # The caller's limit refuses every deployment alike: stop asking.
+                blocked.by_caller = result
+                return None
             blocked.refusals.append(result)
             candidates.remove(deployment)
         return None
@@ -453,6 +464,9 @@ class Gateway:
             self._router.pause(deployment, max(pauses))
 
     def _wait(self, blocked: _Blocked) -> float | None:
+        if blocked.by_caller is not None:
+            refusal = blocked.by_caller
+            return None if refusal.never else max(MIN_WAIT_S, refusal.retry_after)
         now = self._clock()
         waits = [r.retry_after for r in blocked.refusals if not r.never]
         waits += [until - now for until in blocked.cooling_until]
@@ -466,6 +480,8 @@ class Gateway:
 
     def _exhausted(self, state: _Call, blocked: _Blocked, wait: float | None) -> Exception:
         """The error for a call that found no deployment and may not wait any longer."""
+        if blocked.by_caller is not None:
+            return self._caller_exhausted(blocked.by_caller)
         refusals = [r for r in blocked.refusals if not r.never]
         if refusals:
             first = min(refusals, key=lambda r: r.retry_after)
@@ -492,6 +508,22 @@ class Gateway:
         if blocked.too_small is not None:
             return blocked.too_small
         return NoDeploymentAvailable(state.group, state.failures)
+
+    @staticmethod
+    def _caller_exhausted(refusal: Refusal) -> CapacityExhausted:
+        """The caller's own limit is spent: say so, whatever room the deployments have."""
+        if refusal.never:
+            message = (
+                f"the call needs {refusal.tokens} tokens, more than the limit of "
+                f"{refusal.key}: it can never be admitted"
+            )
+            return CapacityExhausted(message, limit_key=refusal.key, wait_s=None)
+        return CapacityExhausted(
+            f"the caller's limit {refusal.key} has no room for {refusal.tokens} tokens "
+            f"within the wait allowed; it frees up in {refusal.retry_after:.3f}s",
+            limit_key=refusal.key,
+            wait_s=refusal.retry_after,
+        )
 
     def _attempt_timeout(self, deployment: Deployment, deadline: float | None) -> float:
         if deadline is None:

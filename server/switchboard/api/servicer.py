@@ -1,7 +1,8 @@
 """The `switchboard.v1.Gateway` servicer: the RPC edge of the gateway.
 
-It converts, reads the deadline, delegates to the Gateway and maps every
-failure to a status. Nothing below it ever reaches a client as a stack
+It authenticates the caller's key first (api/auth.py), converts, checks the
+caller may use the model, reads the deadline, delegates to the Gateway and
+maps every failure to a status. Nothing below it ever reaches a client as a stack
 trace: unexpected exceptions are logged here and answered as INTERNAL.
 """
 
@@ -17,10 +18,11 @@ import grpc
 
 from switchboard import faults
 from switchboard.api import convert
+from switchboard.api.auth import Authenticator
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 from switchboard.api.status import abort
-from switchboard.domain import CompletionRequest, StreamDelta
+from switchboard.domain import Caller, CompletionRequest, StreamDelta
 from switchboard.errors import FieldViolation, InvalidRequest, SwitchboardError
 from switchboard.gateway import Gateway
 
@@ -35,17 +37,25 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     def __init__(self, gateway: Gateway, clock: Callable[[], float]) -> None:
         self._gateway = gateway
         self._clock = clock
+        # Built here from the settings, so the server needs no part in it.
+        self._auth = Authenticator.from_settings(gateway.settings)
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self._auth
 
     async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:  # noqa: N802
         failure: SwitchboardError
+        caller: Caller | None = None
         try:
-            domain_request = self._with_fault(convert.request_from_proto(request), context)
+            caller = self._auth.authenticate(context.invocation_metadata())
+            domain_request = self._admit(request, caller, context)
             completion = await self._gateway.complete(
                 domain_request, deadline=self._deadline(context)
             )
             return convert.complete_response(completion)
         except SwitchboardError as err:
-            _log(err, "Complete")
+            _log(err, "Complete", caller)
             failure = err
         except Exception:
             log.exception("Complete failed unexpectedly")
@@ -57,8 +67,10 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         self, request: pb.CompleteRequest, context: Context
     ) -> AsyncIterator[pb.StreamCompleteResponse]:
         failure: SwitchboardError
+        caller: Caller | None = None
         try:
-            domain_request = self._with_fault(convert.request_from_proto(request), context)
+            caller = self._auth.authenticate(context.invocation_metadata())
+            domain_request = self._admit(request, caller, context)
             events = self._gateway.stream(domain_request, deadline=self._deadline(context))
             async with contextlib.aclosing(events):
                 async for event in events:
@@ -68,7 +80,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                         yield convert.stream_final(event)
             return
         except SwitchboardError as err:
-            _log(err, "StreamComplete")
+            _log(err, "StreamComplete", caller)
             failure = err
         except Exception:
             log.exception("StreamComplete failed unexpectedly")
@@ -78,6 +90,12 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     async def ListModels(  # noqa: N802
         self, request: pb.ListModelsRequest, context: Context
     ) -> pb.ListModelsResponse:
+        try:
+            caller = self._auth.authenticate(context.invocation_metadata())
+        except SwitchboardError as err:
+            _log(err, "ListModels", None)
+            await abort(context, err)
+            raise AssertionError("abort returned") from None  # pragma: no cover
         settings = self._gateway.settings
         wall_offset = time.time() - self._clock()
         groups = [
@@ -90,9 +108,22 @@ class GatewayServicer(pb_grpc.GatewayServicer):
                 fallbacks=settings.router.fallbacks.get(name, ()),
             )
             for name, deployments in settings.groups.items()
+            if self._auth.allows_group(caller, name)
         ]
-        aliases = [pb.Alias(name=a, target=t) for a, t in settings.aliases.items()]
+        aliases = [
+            pb.Alias(name=a, target=t)
+            for a, t in settings.aliases.items()
+            if self._auth.allows_group(caller, t)
+        ]
         return pb.ListModelsResponse(groups=groups, aliases=aliases)
+
+    def _admit(
+        self, request: pb.CompleteRequest, caller: Caller | None, context: Context
+    ) -> CompletionRequest:
+        """The domain request, once the caller is known to be allowed its model."""
+        domain_request = convert.request_from_proto(request)
+        self._auth.authorize(caller, domain_request.model)
+        return dataclasses.replace(self._with_fault(domain_request, context), caller=caller)
 
     def _with_fault(self, request: CompletionRequest, context: Context) -> CompletionRequest:
         """Honour `x-switchboard-fault` only where the config allows it; ignore it elsewhere."""
@@ -114,5 +145,7 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         return self._clock() + remaining
 
 
-def _log(err: SwitchboardError, rpc: str) -> None:
-    log.log(err.log_level, "%s -> %s %s: %s", rpc, err.status.name, err.reason, err.message)
+def _log(err: SwitchboardError, rpc: str, caller: Caller | None) -> None:
+    """One line per failed call; names the caller's key, never its value."""
+    who = f" (key {caller.name})" if caller is not None else ""
+    log.log(err.log_level, "%s%s -> %s %s: %s", rpc, who, err.status.name, err.reason, err.message)

@@ -21,6 +21,11 @@ def deployment_key(deployment_id: str) -> str:
     return f"deployment:{deployment_id}"
 
 
+def caller_key(name: str) -> str:
+    """A caller key's limiter key: by its name, which logs and QuotaFailure may show."""
+    return f"key:{name}"
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """The limiter said no; `retry_after` is exact (inf: this request never fits)."""

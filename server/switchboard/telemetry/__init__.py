@@ -1,0 +1,17 @@
+"""OpenTelemetry for every call: server spans, attempt spans, GenAI metrics, and export."""
+
+from switchboard.telemetry.interceptor import ServerSpans
+from switchboard.telemetry.recorder import AttemptSpan, Recorder
+from switchboard.telemetry.settings import ExportPlan, TelemetrySettings, plan_export
+from switchboard.telemetry.setup import Telemetry, build_telemetry
+
+__all__ = [
+    "AttemptSpan",
+    "ExportPlan",
+    "Recorder",
+    "ServerSpans",
+    "Telemetry",
+    "TelemetrySettings",
+    "build_telemetry",
+    "plan_export",
+]

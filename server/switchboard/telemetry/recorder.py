@@ -1,0 +1,392 @@
+"""What the gateway tells telemetry: one client span per upstream attempt, metrics per call.
+
+The gateway calls this with domain objects only; every OpenTelemetry type
+stays in this package. With telemetry off, `Recorder.attempt` hands back one
+shared do-nothing object, so the call path pays a method call and no more.
+
+Prompts and completions go on spans only when `capture_content` is on.
+Caller keys never reach here: the caller is known by its name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from switchboard.config import Deployment
+from switchboard.domain import (
+    CompletionRequest,
+    FinishReason,
+    ProviderResponse,
+    RouteFacts,
+    Usage,
+)
+from switchboard.errors import SwitchboardError
+from switchboard.routing.health import HealthState, HealthView
+from switchboard.telemetry import semconv as sc
+from switchboard.telemetry.setup import Telemetry
+
+Attributes = dict[str, AttributeValue]
+
+
+class DeploymentView(Protocol):
+    """What the gauges read of a deployment (the gateway's `DeploymentStatus`)."""
+
+    @property
+    def health(self) -> HealthView: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def requests_remaining(self) -> int | None: ...
+    @property
+    def tokens_remaining(self) -> int | None: ...
+
+
+class AttemptSpan:
+    """One upstream attempt; ended exactly once by `succeeded`, `failed` or `streamed`."""
+
+    def started_streaming(self, time_to_first_chunk_s: float) -> None:
+        """The first chunk arrived."""
+
+    def add_output(self, text: str) -> None:
+        """Streamed text, kept only when content capture is on."""
+
+    def succeeded(self, response: ProviderResponse) -> None: ...
+
+    def streamed(
+        self, *, response_id: str, model: str, finish: FinishReason, usage: Usage
+    ) -> None: ...
+
+    def failed(self, error: BaseException) -> None: ...
+
+
+_NOTHING = AttemptSpan()
+
+
+class _LiveAttempt(AttemptSpan):
+    __slots__ = ("_attributes", "_metric_attributes", "_output", "_recorder", "_span", "_started")
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        span: trace.Span | None,
+        attributes: Attributes,
+        started: float,
+    ) -> None:
+        self._recorder = recorder
+        self._span = span
+        self._attributes = attributes
+        self._started = started
+        self._output: list[str] | None = [] if recorder.capture_content else None
+
+    def started_streaming(self, time_to_first_chunk_s: float) -> None:
+        if self._span is not None:
+            self._span.set_attribute(
+                sc.TIME_TO_FIRST_CHUNK_MS, round(time_to_first_chunk_s * 1000, 3)
+            )
+            self._span.add_event("first_chunk")
+
+    def add_output(self, text: str) -> None:
+        if self._output is not None:
+            self._output.append(text)
+
+    def succeeded(self, response: ProviderResponse) -> None:
+        output = response.message.content if self._output is not None else None
+        self._end(response.id, response.model, response.finish_reason, response.usage, output)
+
+    def streamed(self, *, response_id: str, model: str, finish: FinishReason, usage: Usage) -> None:
+        output = "".join(self._output) if self._output is not None else None
+        self._end(response_id, model, finish, usage, output)
+
+    def _end(
+        self,
+        response_id: str,
+        model: str,
+        finish: FinishReason,
+        usage: Usage,
+        output: str | None,
+    ) -> None:
+        recorder = self._recorder
+        metric_attributes = dict(self._attributes)
+        if model:
+            metric_attributes[sc.RESPONSE_MODEL] = model
+        recorder.attempt_metrics(metric_attributes, self._started, usage)
+        span = self._span
+        if span is None:
+            return
+        span.set_attributes(
+            {
+                sc.RESPONSE_ID: response_id,
+                sc.RESPONSE_MODEL: model,
+                sc.RESPONSE_FINISH_REASONS: (finish.value,),
+                sc.USAGE_INPUT_TOKENS: usage.input_tokens,
+                sc.USAGE_OUTPUT_TOKENS: usage.output_tokens,
+            }
+        )
+        if output is not None:
+            span.set_attribute(sc.OUTPUT_MESSAGES, _messages_json([("assistant", output)]))
+        span.end()
+
+    def failed(self, error: BaseException) -> None:
+        error_type = _error_type(error)
+        metric_attributes = dict(self._attributes)
+        metric_attributes[sc.ERROR_TYPE] = error_type
+        self._recorder.attempt_metrics(metric_attributes, self._started, None)
+        span = self._span
+        if span is None:
+            return
+        span.set_attribute(sc.ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR, _describe(error)))
+        span.end()
+
+
+class Recorder:
+    def __init__(self, telemetry: Telemetry, clock: Callable[[], float]) -> None:
+        self._tracer = telemetry.tracer
+        self._clock = clock
+        self.capture_content = telemetry.capture_content
+        self.enabled = telemetry.enabled
+        meter = telemetry.meter
+        self._meter = meter
+        if meter is None:
+            return
+        self._duration = meter.create_histogram(
+            sc.M_OPERATION_DURATION,
+            unit="s",
+            description="Duration of GenAI operations (one upstream attempt)",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        self._tokens = meter.create_histogram(
+            sc.M_TOKEN_USAGE,
+            unit="{token}",
+            description="Tokens used per upstream call, by type",
+            explicit_bucket_boundaries_advisory=sc.TOKEN_BUCKETS,
+        )
+        self._ttfc = meter.create_histogram(
+            sc.M_TIME_TO_FIRST_CHUNK,
+            unit="s",
+            description="From the start of a StreamComplete to its first chunk",
+            explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
+        )
+        self._requests = meter.create_counter(
+            sc.M_REQUESTS, unit="{request}", description="Calls answered, by outcome"
+        )
+        self._cost = meter.create_counter(
+            sc.M_COST, unit="USD", description="Cost of answered calls"
+        )
+        self._wait = meter.create_histogram(
+            sc.M_RATELIMIT_WAIT,
+            unit="s",
+            description="Time calls waited for limiter headroom or a cooldown",
+            explicit_bucket_boundaries_advisory=(0.0, *sc.DURATION_BUCKETS),
+        )
+
+    # ------------------------------------------------------------------ attempts
+
+    def attempt(
+        self, deployment: Deployment, request: CompletionRequest, *, stream: bool
+    ) -> AttemptSpan:
+        if not self.enabled:
+            return _NOTHING
+        attributes = _attempt_attributes(deployment)
+        span = None
+        if self._tracer is not None:
+            span_attributes = dict(attributes)
+            sampling = request.sampling
+            if sampling.max_tokens is not None:
+                span_attributes[sc.REQUEST_MAX_TOKENS] = sampling.max_tokens
+            if sampling.temperature is not None:
+                span_attributes[sc.REQUEST_TEMPERATURE] = sampling.temperature
+            if sampling.top_p is not None:
+                span_attributes[sc.REQUEST_TOP_P] = sampling.top_p
+            if self.capture_content:
+                span_attributes[sc.INPUT_MESSAGES] = _messages_json(
+                    (m.role.value, m.content) for m in request.messages
+                )
+            span = self._tracer.start_span(
+                f"{sc.OPERATION_CHAT} {_provider_model(deployment)[1]}",
+                kind=SpanKind.CLIENT,
+                attributes=span_attributes,
+            )
+        return _LiveAttempt(self, span, attributes, self._clock())
+
+    def attempt_metrics(self, attributes: Attributes, started: float, usage: Usage | None) -> None:
+        if self._meter is None:
+            return
+        self._duration.record(self._clock() - started, attributes)
+        if usage is not None:
+            self._tokens.record(usage.input_tokens, {**attributes, sc.TOKEN_TYPE: "input"})
+            self._tokens.record(usage.output_tokens, {**attributes, sc.TOKEN_TYPE: "output"})
+
+    # --------------------------------------------------------------------- calls
+
+    def call_succeeded(
+        self,
+        group: str,
+        route: RouteFacts,
+        *,
+        time_to_first_chunk_s: float | None = None,
+    ) -> None:
+        """Facts of an answered call, on the current (server) span and in the call metrics."""
+        if not self.enabled:
+            return
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    sc.OPERATION_NAME: sc.OPERATION_CHAT,
+                    sc.REQUEST_MODEL: group,
+                    sc.MODEL_GROUP: route.model_group,
+                    sc.DEPLOYMENT: route.deployment,
+                    sc.ROUTING_STRATEGY: route.strategy,
+                    sc.ROUTING_EXPLORED: route.explored,
+                    sc.RATELIMIT_WAIT_MS: round(route.queued_s * 1000, 3),
+                    sc.CACHE_HIT: route.cache_hit,
+                    sc.COST_USD: route.cost_usd,
+                    sc.FALLBACK_DEPTH: route.fallback_depth,
+                    sc.ATTEMPTS: len(route.attempts),
+                }
+            )
+            if time_to_first_chunk_s is not None:
+                span.set_attribute(
+                    sc.TIME_TO_FIRST_CHUNK_MS, round(time_to_first_chunk_s * 1000, 3)
+                )
+        if self._meter is None:
+            return
+        self._requests.add(
+            1,
+            {
+                sc.MODEL_GROUP: group,
+                sc.OUTCOME: "success",
+                sc.FALLBACK: route.fallback_depth > 0,
+                sc.CACHE_HIT: route.cache_hit,
+            },
+        )
+        self._cost.add(route.cost_usd, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: route.deployment})
+        self._wait.record(route.queued_s, {sc.MODEL_GROUP: group})
+        if time_to_first_chunk_s is not None:
+            self._ttfc.record(
+                time_to_first_chunk_s, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: route.deployment}
+            )
+
+    def call_failed(self, group: str, error: BaseException) -> None:
+        if not self.enabled:
+            return
+        error_type = _error_type(error)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes({sc.OPERATION_NAME: sc.OPERATION_CHAT, sc.ERROR_TYPE: error_type})
+            if group:
+                span.set_attribute(sc.REQUEST_MODEL, group)
+        if self._meter is not None:
+            self._requests.add(
+                1,
+                {
+                    sc.MODEL_GROUP: group,
+                    sc.OUTCOME: error_type,
+                    sc.FALLBACK: False,
+                    sc.CACHE_HIT: False,
+                },
+            )
+
+    # ------------------------------------------------------------------- gauges
+
+    def observe(
+        self, deployments: Sequence[Deployment], status: Callable[[Deployment], DeploymentView]
+    ) -> None:
+        """Register gauges read at each export: limiter headroom and limits, cooldowns, load."""
+        meter = self._meter
+        if meter is None:
+            return
+
+        def headroom(options: CallbackOptions) -> Iterable[Observation]:
+            for deployment in deployments:
+                snapshot = status(deployment)
+                for unit, value in (
+                    ("requests", snapshot.requests_remaining),
+                    ("tokens", snapshot.tokens_remaining),
+                ):
+                    if value is not None:
+                        yield Observation(
+                            value, {sc.DEPLOYMENT: deployment.id, sc.LIMIT_UNIT: unit}
+                        )
+
+        def limits(options: CallbackOptions) -> Iterable[Observation]:
+            for deployment in deployments:
+                for unit, value in (("requests", deployment.rpm), ("tokens", deployment.tpm)):
+                    if value is not None:
+                        yield Observation(
+                            value, {sc.DEPLOYMENT: deployment.id, sc.LIMIT_UNIT: unit}
+                        )
+
+        def cooling(options: CallbackOptions) -> Iterable[Observation]:
+            for deployment in deployments:
+                cooling = status(deployment).health.state is HealthState.COOLING_DOWN
+                yield Observation(int(cooling), {sc.DEPLOYMENT: deployment.id})
+
+        def in_flight(options: CallbackOptions) -> Iterable[Observation]:
+            for deployment in deployments:
+                yield Observation(status(deployment).in_flight, {sc.DEPLOYMENT: deployment.id})
+
+        meter.create_observable_gauge(
+            sc.M_RATELIMIT_HEADROOM, [headroom], unit="", description="Limiter room left now"
+        )
+        meter.create_observable_gauge(
+            sc.M_RATELIMIT_LIMIT, [limits], unit="", description="Configured limit per window"
+        )
+        meter.create_observable_gauge(
+            sc.M_COOLING_DOWN, [cooling], unit="", description="1 while a deployment cools down"
+        )
+        meter.create_observable_gauge(
+            sc.M_IN_FLIGHT, [in_flight], unit="{call}", description="Calls in flight"
+        )
+
+
+def _provider_model(deployment: Deployment) -> tuple[str, str]:
+    """litellm's `provider/model` string, split; the model is what the provider is asked for."""
+    provider, _, model = deployment.model.partition("/")
+    if not model:
+        return deployment.provider, deployment.model
+    return provider, model
+
+
+def _attempt_attributes(deployment: Deployment) -> Attributes:
+    provider, model = _provider_model(deployment)
+    attributes: Attributes = {
+        sc.OPERATION_NAME: sc.OPERATION_CHAT,
+        sc.PROVIDER_NAME: sc.PROVIDERS.get(provider, provider),
+        sc.REQUEST_MODEL: model,
+        sc.DEPLOYMENT: deployment.id,
+        sc.MODEL_GROUP: deployment.model_group,
+    }
+    api_base = deployment.params.get("api_base")
+    if isinstance(api_base, str):
+        parts = urlsplit(api_base)
+        if parts.hostname:
+            attributes[sc.SERVER_ADDRESS] = parts.hostname
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            attributes[sc.SERVER_PORT] = port
+    return attributes
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, SwitchboardError):
+        return error.reason.lower()
+    return type(error).__name__
+
+
+def _describe(error: BaseException) -> str:
+    return error.message if isinstance(error, SwitchboardError) else type(error).__name__
+
+
+def _messages_json(messages: Iterable[tuple[str, str]]) -> str:
+    return json.dumps(
+        [{"role": role, "parts": [{"type": "text", "content": text}]} for role, text in messages]
+    )
