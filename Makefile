@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run test test-rust test-python lint proto bench bench-latency bench-limiter bench-routing lock clean
+.PHONY: help setup run test test-rust test-python lint proto bench bench-latency bench-limiter bench-routing bench-telemetry lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,7 +65,7 @@ lint: setup $(BUF) ## ruff, mypy --strict, cargo clippy and fmt, buf lint
 	cd ratelimit-rs && cargo fmt --check && cargo clippy --all-targets --quiet -- -D warnings
 	$(BUF) lint
 
-bench: bench-latency bench-limiter bench-routing ## every benchmark
+bench: bench-latency bench-limiter bench-routing bench-telemetry ## every benchmark
 
 bench-latency: setup ## p50/p95/p99 of Complete through Switchboard beside the simulator called directly
 	$(PY) bench/complete_latency.py --calls 1000
@@ -76,6 +76,9 @@ bench-limiter: setup ## ns per try_acquire+commit from Python, beside a pure-Pyt
 
 bench-routing: setup ## mean/p95 latency, errors and regret per routing strategy against the oracle
 	$(PY) bench/routing.py
+
+bench-telemetry: setup ## Complete throughput with telemetry off, on (sampling 1.0), exporting to rotel
+	$(PY) bench/telemetry.py
 
 lock: ## re-resolve the Python dependencies into requirements.lock
 	rm -rf $(STAMPS) /tmp/switchboard-lock && $(PYTHON) -m venv /tmp/switchboard-lock

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import time
@@ -22,6 +23,13 @@ from switchboard.limits.admission import Admission, caller_key, deployment_key
 from switchboard.providers import Provider
 from switchboard.routing import DeploymentHealth, InFlight, Planner, Router
 from switchboard.routing.strategies import build_strategy, latency_tracker_from_args
+from switchboard.telemetry import (
+    Recorder,
+    ServerSpans,
+    Telemetry,
+    build_telemetry,
+    plan_export,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ def build_gateway(
     rng: random.Random | None = None,
     provider: Provider | None = None,
     sleep: Sleep = asyncio.sleep,
+    telemetry: Telemetry | None = None,
 ) -> Gateway:
     if provider is None:
         # Imported here, once per process, because importing litellm takes seconds.
@@ -77,7 +86,8 @@ def build_gateway(
         latency=latency,
         pre_call_checks=router_settings.pre_call_checks,
     )
-    return Gateway(
+    recorder = Recorder(telemetry or Telemetry(), clock)
+    gateway = Gateway(
         settings=settings,
         provider=provider,
         planner=Planner(router_settings),
@@ -85,7 +95,10 @@ def build_gateway(
         admission=admission,
         clock=clock,
         sleep=sleep,
+        recorder=recorder,
     )
+    recorder.observe(settings.deployments, gateway.status)
+    return gateway
 
 
 def announce_keys(settings: Settings) -> None:
@@ -125,8 +138,12 @@ async def serve(
     listen: Address | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[int], None] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully.
+
+    Telemetry comes from the config and the OTEL_* variables unless given.
+    """
     for path in settings.ignored:
         log.warning("config: %s is a LiteLLM setting Switchboard ignores", path)
     announce_keys(settings)
@@ -135,13 +152,18 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     clock = time.monotonic
+    if telemetry is None:
+        telemetry = build_telemetry(plan_export(settings.telemetry, os.environ))
+    if telemetry.enabled:
+        log.info("telemetry on (content capture %s)", "on" if telemetry.capture_content else "off")
     async with simulator(settings.simulator):
-        gateway = build_gateway(settings, clock=clock)
+        gateway = build_gateway(settings, clock=clock, telemetry=telemetry)
         server = GatewayServer(
             gateway,
             clock=clock,
             max_concurrent_calls=settings.max_concurrent_calls,
             transport=settings.transport,
+            interceptors=[ServerSpans(telemetry.tracer)] if telemetry.tracer else [],
         )
         port = await server.start(listen or settings.listen)
         address = listen or settings.listen
@@ -153,6 +175,8 @@ async def serve(
             "shutting down: finishing calls in flight (grace %.1fs)", settings.shutdown_grace_s
         )
         await server.stop(settings.shutdown_grace_s)
+    # Flushes the spans and metrics of the last calls before the process ends.
+    await asyncio.to_thread(telemetry.shutdown)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     log.info("stopped")

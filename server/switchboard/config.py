@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -254,8 +254,23 @@ class RawKey(_Strict):
         return value
 
 
+class RawTelemetry(_Strict):
+    service_name: str = Field(default="switchboard", min_length=1)
+    # OTLP endpoint for traces and metrics; the OTEL_EXPORTER_OTLP_* variables otherwise.
+    otlp_endpoint: str | None = Field(default=None, min_length=1)
+    otlp_protocol: Literal["grpc", "http/protobuf"] | None = None
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    sampling_ratio: float = Field(default=1.0, ge=0, le=1)
+    # Prompts and completions on spans: off unless the operator turns it on.
+    capture_content: bool = False
+    # host:port of a Prometheus scrape endpoint (/metrics); off when absent.
+    prometheus_listen: str | None = None
+    metric_export_interval_seconds: float = Field(default=10.0, gt=0)
+
+
 class RawSwitchboard(_Strict):
     server: RawServer = RawServer()
+    telemetry: RawTelemetry = RawTelemetry()
     limits: RawLimits = RawLimits()
     routing: RawRouting = RawRouting()
     aliases: dict[str, str] = Field(default_factory=dict)
@@ -325,6 +340,22 @@ class RoutingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    service_name: str = "switchboard"
+    # OTLP endpoint for traces and metrics (gRPC: host:port or URL; HTTP: base URL).
+    otlp_endpoint: str | None = None
+    otlp_protocol: str | None = None
+    otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    # Head sampling ratio for traces that do not continue a caller's decision.
+    sampling_ratio: float = 1.0
+    # Record prompts and completions on spans (off: they may be personal data).
+    capture_content: bool = False
+    # host:port for a Prometheus scrape endpoint (`/metrics`), or None.
+    prometheus_listen: str | None = None
+    metric_export_interval_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Address:
     host: str
     port: int
@@ -388,6 +419,7 @@ class Settings:
     limits: LimitSettings = LimitSettings()
     routing: RoutingSettings = RoutingSettings()
     transport: TransportSettings = TransportSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     ignored: tuple[str, ...] = field(default=())
     # Empty: every caller is admitted.
     keys: tuple[CallerKey, ...] = ()
@@ -678,8 +710,24 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
             fail_window_s=raw.switchboard.routing.fail_window_seconds,
             allow_fault_injection=raw.switchboard.routing.allow_fault_injection,
         ),
+        telemetry=_telemetry(raw.switchboard.telemetry, problems),
         ignored=tuple(ignored),
         keys=_keys(raw.switchboard.keys, groups, aliases, problems),
+    )
+
+
+def _telemetry(raw: RawTelemetry, problems: list[str]) -> TelemetrySettings:
+    if raw.prometheus_listen is not None:
+        _parse_address(raw.prometheus_listen, "switchboard.telemetry.prometheus_listen", problems)
+    return TelemetrySettings(
+        service_name=raw.service_name,
+        otlp_endpoint=raw.otlp_endpoint,
+        otlp_protocol=raw.otlp_protocol,
+        otlp_headers=dict(raw.otlp_headers),
+        sampling_ratio=raw.sampling_ratio,
+        capture_content=raw.capture_content,
+        prometheus_listen=raw.prometheus_listen,
+        metric_export_interval_s=raw.metric_export_interval_seconds,
     )
 
 

@@ -50,6 +50,8 @@ from switchboard.errors import (
 from switchboard.limits.admission import Admission, Refusal, Reservation, deployment_key
 from switchboard.providers import Provider, ProviderStream
 from switchboard.routing import CallKind, FallbackKind, HealthView, Planner, Router
+from switchboard.telemetry.recorder import AttemptSpan, Recorder
+from switchboard.telemetry.setup import Telemetry
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -81,6 +83,7 @@ class _Answer(Generic[T]):
     prompt_tokens: int
     explored: bool
     queued_s: float
+    span: AttemptSpan
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,9 @@ class Gateway:
         admission: Admission,
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
+        recorder: Recorder | None = None,
     ) -> None:
+        self._recorder = recorder or Recorder(Telemetry(), clock)
         self._settings = settings
         self._provider = provider
         self._planner = planner
@@ -158,6 +163,10 @@ class Gateway:
             tokens_remaining=tokens,
         )
 
+    def _group_of(self, request: CompletionRequest) -> str:
+        """The group a call asked for, for telemetry (the name as sent when unknown)."""
+        return self._settings.resolve(request.model) or request.model
+
     def resolve(self, model: str) -> str:
         group = self._settings.resolve(model)
         if group is None:
@@ -165,6 +174,17 @@ class Gateway:
         return group
 
     async def complete(self, request: CompletionRequest, *, deadline: float | None) -> Completion:
+        try:
+            completion = await self._complete(request, deadline)
+        except BaseException as exc:
+            self._recorder.call_failed(self._group_of(request), exc, caller=_caller_name(request))
+            raise
+        self._recorder.call_succeeded(
+            self._group_of(request), completion.route, caller=_caller_name(request)
+        )
+        return completion
+
+    async def _complete(self, request: CompletionRequest, deadline: float | None) -> Completion:
         group = self.resolve(request.model)
         attempts: list[Attempt] = []
 
@@ -173,6 +193,7 @@ class Gateway:
 
         answer = await self._route(request, group, CallKind.COMPLETE, call, deadline, attempts)
         deployment, response = answer.deployment, answer.value
+        answer.span.succeeded(response)
         self._router.finished(deployment)
         usage = response.usage
         # A provider that reports no usage is charged the whole reservation.
@@ -193,6 +214,26 @@ class Gateway:
         upstream stream at once and settles the reservation with what was
         delivered.
         """
+        events = self._stream(request, deadline)
+        try:
+            async for event in events:
+                if isinstance(event, StreamFinal):
+                    self._recorder.call_succeeded(
+                        self._group_of(request),
+                        event.route,
+                        time_to_first_chunk_s=event.time_to_first_chunk_s,
+                        caller=_caller_name(request),
+                    )
+                yield event
+        except BaseException as exc:
+            self._recorder.call_failed(self._group_of(request), exc, caller=_caller_name(request))
+            raise
+        finally:
+            await events.aclose()
+
+    async def _stream(
+        self, request: CompletionRequest, deadline: float | None
+    ) -> AsyncGenerator[StreamEvent, None]:
         started = self._clock()
         group = self.resolve(request.model)
         attempts: list[Attempt] = []
@@ -214,9 +255,11 @@ class Gateway:
 
         answer = await self._route(request, group, CallKind.STREAM, open_stream, deadline, attempts)
         opened, deployment, reservation = answer.value, answer.deployment, answer.reservation
-        self._router.succeeded(
-            deployment, CallKind.STREAM, self._clock() - answer.started, output_tokens=None
-        )
+        span = answer.span
+        first_chunk_s = self._clock() - answer.started
+        span.started_streaming(first_chunk_s)
+        self._router.succeeded(deployment, CallKind.STREAM, first_chunk_s, output_tokens=None)
+        ended = False
         first_chunk_at: float | None = None
         response_id = model = ""
         finish = FinishReason.STOP
@@ -235,16 +278,24 @@ class Gateway:
                     if first_chunk_at is None:
                         first_chunk_at = self._clock()
                     delivered += 1
+                    span.add_output(chunk.content)
                     yield StreamDelta(content=chunk.content, tool_calls=chunk.tool_calls)
                 chunk = await anext(opened.chunks, None)
             if usage is None:
                 # No usage reported: a streamed chunk is about one token.
                 usage = Usage(input_tokens=answer.prompt_tokens, output_tokens=delivered)
             reservation.commit(usage.total_tokens)
+            span.streamed(response_id=response_id, model=model, finish=finish, usage=usage)
+            ended = True
         except ProviderError as err:
             err.deployment = err.deployment or deployment.id
             if err.retryable:
                 self._router.failed(deployment, retry_after=err.retry_after, kind=CallKind.STREAM)
+            span.failed(err)
+            raise
+        except BaseException as exc:
+            if not ended:
+                span.failed(exc)
             raise
         finally:
             # Left early (cancel, mid-stream failure): what was delivered was consumed.
@@ -332,19 +383,24 @@ class Gateway:
                     raise
                 started = self._clock()
                 self._router.started(deployment)
+                span = self._recorder.attempt(
+                    deployment, request, stream=state.kind is CallKind.STREAM
+                )
                 fault = request.fault
                 try:
                     if fault is not None and fault.applies(deployment.id, len(state.attempts)):
                         raise fault.error(deployment.id)
                     value = await call(deployment, timeout_s)
                 except ProviderError as err:
+                    span.failed(err)
                     self._router.finished(deployment)
                     reservation.release()
                     switch_to = self._failed(err, deployment, current, started, state)
                     if switch_to is not None:
                         break
                     continue
-                except BaseException:
+                except BaseException as exc:
+                    span.failed(exc)
                     self._router.finished(deployment)
                     reservation.release()
                     raise
@@ -358,6 +414,7 @@ class Gateway:
                     state.prompt_tokens,
                     explored,
                     state.queued_s,
+                    span,
                 )
             if blocked.by_caller is not None:
                 return None
@@ -556,3 +613,7 @@ class Gateway:
             explored=answer.explored,
             queued_s=answer.queued_s,
         )
+
+
+def _caller_name(request: CompletionRequest) -> str | None:
+    return request.caller.name if request.caller is not None else None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import grpc
@@ -49,11 +49,13 @@ class GatewayServer:
         clock: Callable[[], float],
         max_concurrent_calls: int,
         transport: TransportSettings | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self._transport = transport or TransportSettings()
         self._server = grpc.aio.server(
             maximum_concurrent_rpcs=max_concurrent_calls,
             options=_options(self._transport),
+            interceptors=list(interceptors),
         )
         self._health = health.aio.HealthServicer()
         handlers = _gateway_handlers(GatewayServicer(gateway, clock))

@@ -127,7 +127,10 @@ def _finish(span: trace.Span, context: Context, error: BaseException | None) -> 
     code = _code(context, error)
     span.set_attribute(sc.RPC_GRPC_STATUS_CODE, code.value[0])
     if code is not grpc.StatusCode.OK:
-        span.set_attribute(sc.ERROR_TYPE, code.name)
+        # The gateway's own error.type (more precise than the status) wins when set.
+        attributes = getattr(span, "attributes", None) or {}
+        if sc.ERROR_TYPE not in attributes:
+            span.set_attribute(sc.ERROR_TYPE, code.name)
         if code in _SERVER_FAULTS:
             span.set_status(Status(StatusCode.ERROR, context.details() or code.name))
     span.end()

@@ -10,6 +10,7 @@ Caller keys never reach here: the caller is known by its name.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -233,6 +234,7 @@ class Recorder:
         route: RouteFacts,
         *,
         time_to_first_chunk_s: float | None = None,
+        caller: str | None = None,
     ) -> None:
         """Facts of an answered call, on the current (server) span and in the call metrics."""
         if not self.enabled:
@@ -258,6 +260,8 @@ class Recorder:
                 span.set_attribute(
                     sc.TIME_TO_FIRST_CHUNK_MS, round(time_to_first_chunk_s * 1000, 3)
                 )
+            if caller is not None:
+                span.set_attribute(sc.CALLER, caller)
         if self._meter is None:
             return
         self._requests.add(
@@ -276,7 +280,7 @@ class Recorder:
                 time_to_first_chunk_s, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: route.deployment}
             )
 
-    def call_failed(self, group: str, error: BaseException) -> None:
+    def call_failed(self, group: str, error: BaseException, *, caller: str | None = None) -> None:
         if not self.enabled:
             return
         error_type = _error_type(error)
@@ -285,6 +289,8 @@ class Recorder:
             span.set_attributes({sc.OPERATION_NAME: sc.OPERATION_CHAT, sc.ERROR_TYPE: error_type})
             if group:
                 span.set_attribute(sc.REQUEST_MODEL, group)
+            if caller is not None:
+                span.set_attribute(sc.CALLER, caller)
         if self._meter is not None:
             self._requests.add(
                 1,
@@ -379,6 +385,8 @@ def _attempt_attributes(deployment: Deployment) -> Attributes:
 def _error_type(error: BaseException) -> str:
     if isinstance(error, SwitchboardError):
         return error.reason.lower()
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
     return type(error).__name__
 
 

@@ -10,27 +10,13 @@ in the OpenTelemetry SDKs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from switchboard.config import TelemetrySettings
 
 GRPC = "grpc"
 HTTP = "http/protobuf"
 PROTOCOLS = (GRPC, HTTP)
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetrySettings:
-    service_name: str = "switchboard"
-    # OTLP endpoint for traces and metrics (gRPC: host:port or URL; HTTP: base URL).
-    otlp_endpoint: str | None = None
-    otlp_protocol: str | None = None
-    otlp_headers: Mapping[str, str] = field(default_factory=dict)
-    # Head sampling ratio for traces that do not continue a caller's decision.
-    sampling_ratio: float = 1.0
-    # Record prompts and completions on spans (off: they may be personal data).
-    capture_content: bool = False
-    # host:port for a Prometheus scrape endpoint (`/metrics`), or None.
-    prometheus_listen: str | None = None
-    metric_export_interval_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
