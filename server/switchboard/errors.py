@@ -246,6 +246,14 @@ class NoDeploymentAvailable(SwitchboardError):
         if self.failures and all(isinstance(f, UpstreamRateLimited) for f in self.failures):
             self.status = grpc.StatusCode.RESOURCE_EXHAUSTED
             self.reason = "ALL_DEPLOYMENTS_RATE_LIMITED"
+        # Every candidate too slow: the caller sees the timeout, as the error table says.
+        elif self.failures and all(isinstance(f, UpstreamTimeout) for f in self.failures):
+            self.status = grpc.StatusCode.DEADLINE_EXCEEDED
+            self.reason = "ALL_DEPLOYMENTS_TIMED_OUT"
+        # Every provider refused our own keys: our fault, not the caller's, not an outage.
+        elif self.failures and all(isinstance(f, UpstreamAuthError) for f in self.failures):
+            self.status = grpc.StatusCode.INTERNAL
+            self.reason = "ALL_DEPLOYMENTS_REFUSED_OUR_KEY"
         last = self.failures[-1].message if self.failures else "no deployment is eligible"
         super().__init__(
             f"every deployment of {model_group!r} failed ({len(self.failures)} attempts); "

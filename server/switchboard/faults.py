@@ -17,6 +17,7 @@ from switchboard.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     ProviderError,
+    UpstreamAuthError,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -36,6 +37,7 @@ _KINDS: dict[str, Callable[[str], ProviderError]] = {
     "connection_reset": lambda d: UpstreamUnavailable("injected connection reset", deployment=d),
     "context_window": lambda d: ContextWindowExceeded("injected context window", deployment=d),
     "content_policy": lambda d: ContentPolicyViolation("injected content policy", deployment=d),
+    "authentication": lambda d: UpstreamAuthError("injected 401", deployment=d),
 }
 
 

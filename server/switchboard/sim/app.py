@@ -343,6 +343,7 @@ class SimApp:
             FaultKind.SERVER_ERROR: replies.server_error,
             FaultKind.UNAVAILABLE: replies.unavailable,
             FaultKind.CONTENT_POLICY: replies.content_policy_violation,
+            FaultKind.AUTHENTICATION: replies.invalid_api_key,
             FaultKind.CONTEXT_WINDOW: lambda: replies.context_length_exceeded(
                 limit, max(prompt_tokens, limit + 1)
             ),

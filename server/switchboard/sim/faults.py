@@ -34,6 +34,8 @@ class FaultKind(StrEnum):
     """400 `context_length_exceeded`, worded as OpenAI words it."""
     CONTENT_POLICY = "content_policy"
     """400 `content_policy_violation`."""
+    AUTHENTICATION = "authentication"
+    """401 `invalid_api_key`: the provider refuses the gateway's own key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class FaultRates:
     mid_stream_drop: float = 0.0
     context_window: float = 0.0
     content_policy: float = 0.0
+    authentication: float = 0.0
     retry_after_s: float = 1.0
     """What an injected 429 asks the client to wait."""
     drop_after_chunks: int = 3

@@ -105,6 +105,19 @@ def request_too_large(model: str, limit: int, requested: int) -> ErrorReply:
     )
 
 
+def invalid_api_key() -> ErrorReply:
+    return ErrorReply(
+        401,
+        wire.error(
+            "Incorrect API key provided. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            None,
+            "invalid_api_key",
+        ),
+    )
+
+
 def server_error() -> ErrorReply:
     return ErrorReply(
         500,
