@@ -55,6 +55,7 @@ def test_header_values_are_the_kind_names() -> None:
         "mid_stream_drop",
         "context_window",
         "content_policy",
+        "authentication",
     }
 
 
