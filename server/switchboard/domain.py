@@ -211,6 +211,8 @@ class RouteFacts:
     # The routing decision, for the response and the trace.
     strategy: str = ""
     explored: bool = False
+    # The eligible deployments the answering decision chose among.
+    candidates: tuple[str, ...] = ()
     # Time spent waiting for limiter headroom or a cooldown to end.
     queued_s: float = 0.0
 

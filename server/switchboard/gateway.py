@@ -84,6 +84,16 @@ class _Answer(Generic[T]):
     explored: bool
     queued_s: float
     span: AttemptSpan
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    deployment: Deployment
+    reservation: Reservation
+    explored: bool
+    # The eligible deployments the strategy chose among.
+    candidates: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +383,11 @@ class Gateway:
                 picked = self._admit(request, state, current, blocked)
                 if picked is None:
                     break
-                deployment, reservation, explored = picked
+                deployment, reservation, explored = (
+                    picked.deployment,
+                    picked.reservation,
+                    picked.explored,
+                )
                 state.used[current] += 1
                 state.tried.add(deployment.id)
                 try:
@@ -415,6 +429,7 @@ class Gateway:
                     explored,
                     state.queued_s,
                     span,
+                    picked.candidates,
                 )
             if blocked.by_caller is not None:
                 return None
@@ -435,7 +450,7 @@ class Gateway:
 
     def _admit(
         self, request: CompletionRequest, state: _Call, group: str, blocked: _Blocked
-    ) -> tuple[Deployment, Reservation, bool] | None:
+    ) -> _Pick | None:
         """Choose among the eligible deployments the first that the limiter admits."""
         eligible = self._router.eligible(
             group, exclude=state.tried, prompt_tokens=state.prompt_tokens
@@ -459,7 +474,8 @@ class Gateway:
             # One atomic acquire for the deployment's limits and the caller's.
             result = self._admission.try_reserve(deployment, tokens, extra_keys)
             if isinstance(result, Reservation):
-                return deployment, result, decision.explored
+                considered = tuple(d.id for d in eligible.candidates)
+                return _Pick(deployment, result, decision.explored, considered)
             if result.key in extra_keys:
                 # The caller's limit refuses every deployment alike: stop asking.
                 blocked.by_caller = result
@@ -612,6 +628,7 @@ class Gateway:
             strategy=self._router.strategy_name,
             explored=answer.explored,
             queued_s=answer.queued_s,
+            candidates=answer.candidates,
         )
 
 

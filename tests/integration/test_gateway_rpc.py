@@ -41,6 +41,9 @@ def test_complete_returns_content_usage_and_deployment(stub: pb_grpc.GatewayStub
     assert response.model_group == "chat"
     assert response.finish_reason == pb.FINISH_REASON_STOP
     assert [a.outcome for a in response.attempts] == [pb.ATTEMPT_OUTCOME_SUCCESS]
+    assert response.routing.strategy == "latency-based-routing"
+    assert response.deployment in response.routing.candidates
+    assert set(response.routing.candidates) <= {"chat-instant", "chat-fast"}
 
 
 def test_max_tokens_caps_the_answer(stub: pb_grpc.GatewayStub) -> None:

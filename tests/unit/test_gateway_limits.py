@@ -160,6 +160,8 @@ async def test_a_deployment_without_headroom_is_skipped_not_attempted(clock: Fak
     # p admits one call per window; every other call went to q without a failed attempt.
     assert sum(r.deployment == "p" for r in served) == 1
     assert all(len(r.attempts) == 1 for r in served)
+    # Refused by the limiter, p is still among the candidates the strategy weighed.
+    assert all(r.candidates == ("p", "q") for r in served)
 
 
 async def test_no_headroom_in_the_group_moves_to_its_fallback(clock: FakeClock) -> None:

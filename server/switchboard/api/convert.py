@@ -372,7 +372,9 @@ def _route_fields(route: RouteFacts) -> dict[str, object]:
 
 
 def _routing(route: RouteFacts) -> pb.RoutingDecision:
-    decision = pb.RoutingDecision(strategy=route.strategy, explored=route.explored)
+    decision = pb.RoutingDecision(
+        strategy=route.strategy, explored=route.explored, candidates=route.candidates
+    )
     decision.queue_wait.FromNanoseconds(round(route.queued_s * 1e9))
     return decision
 

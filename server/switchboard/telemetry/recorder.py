@@ -249,6 +249,7 @@ class Recorder:
                     sc.DEPLOYMENT: route.deployment,
                     sc.ROUTING_STRATEGY: route.strategy,
                     sc.ROUTING_EXPLORED: route.explored,
+                    sc.ROUTING_CANDIDATES: route.candidates,
                     sc.RATELIMIT_WAIT_MS: round(route.queued_s * 1000, 3),
                     sc.CACHE_HIT: route.cache_hit,
                     sc.COST_USD: route.cost_usd,
