@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -176,11 +177,18 @@ class Recorder:
             description="From the start of a StreamComplete to its first chunk",
             explicit_bucket_boundaries_advisory=sc.DURATION_BUCKETS,
         )
-        self._requests = meter.create_counter(
-            sc.M_REQUESTS, unit="{request}", description="Calls answered, by outcome"
+        # Call counts and cost are summed here and read at export time: a dict
+        # increment per call instead of two SDK measurements.
+        self._request_counts: Counter[tuple[str, str, bool, bool]] = Counter()
+        self._costs: defaultdict[tuple[str, str], float] = defaultdict(float)
+        meter.create_observable_counter(
+            sc.M_REQUESTS,
+            [self._observe_requests],
+            unit="{request}",
+            description="Calls answered, by outcome",
         )
-        self._cost = meter.create_counter(
-            sc.M_COST, unit="USD", description="Cost of answered calls"
+        meter.create_observable_counter(
+            sc.M_COST, [self._observe_costs], unit="USD", description="Cost of answered calls"
         )
         self._wait = meter.create_histogram(
             sc.M_RATELIMIT_WAIT,
@@ -265,16 +273,8 @@ class Recorder:
                 span.set_attribute(sc.CALLER, caller)
         if self._meter is None:
             return
-        self._requests.add(
-            1,
-            {
-                sc.MODEL_GROUP: group,
-                sc.OUTCOME: "success",
-                sc.FALLBACK: route.fallback_depth > 0,
-                sc.CACHE_HIT: route.cache_hit,
-            },
-        )
-        self._cost.add(route.cost_usd, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: route.deployment})
+        self._request_counts[(group, "success", route.fallback_depth > 0, route.cache_hit)] += 1
+        self._costs[(group, route.deployment)] += route.cost_usd
         self._wait.record(route.queued_s, {sc.MODEL_GROUP: group})
         if time_to_first_chunk_s is not None:
             self._ttfc.record(
@@ -293,15 +293,23 @@ class Recorder:
             if caller is not None:
                 span.set_attribute(sc.CALLER, caller)
         if self._meter is not None:
-            self._requests.add(
-                1,
+            self._request_counts[(group, error_type, False, False)] += 1
+
+    def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (group, outcome, fallback, cache_hit), count in list(self._request_counts.items()):
+            yield Observation(
+                count,
                 {
                     sc.MODEL_GROUP: group,
-                    sc.OUTCOME: error_type,
-                    sc.FALLBACK: False,
-                    sc.CACHE_HIT: False,
+                    sc.OUTCOME: outcome,
+                    sc.FALLBACK: fallback,
+                    sc.CACHE_HIT: cache_hit,
                 },
             )
+
+    def _observe_costs(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (group, deployment), cost in list(self._costs.items()):
+            yield Observation(cost, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: deployment})
 
     # ------------------------------------------------------------------- gauges
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricReader,
@@ -95,7 +95,11 @@ def build_telemetry(
             )
         if plan.prometheus_listen:
             readers.append(_prometheus(plan.prometheus_listen, telemetry))
-        meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        # Exemplars cost an offer per measurement on the call path; traces already
+        # carry the per-call detail they would point to.
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=readers, exemplar_filter=AlwaysOffExemplarFilter()
+        )
         telemetry._meter_provider = meter_provider
         telemetry.meter = meter_provider.get_meter(SCOPE, __version__)
     return telemetry
