@@ -67,7 +67,7 @@ lint: setup $(BUF) ## ruff, mypy --strict, cargo clippy and fmt, buf lint
 
 bench: bench-latency bench-limiter bench-routing bench-telemetry ## every benchmark
 
-bench-latency: setup ## p50/p95/p99 of Complete through Switchboard beside the simulator called directly
+bench-latency: setup ## p50/p95/p99 of Complete direct, through litellm and through the fast path
 	$(PY) bench/complete_latency.py --calls 1000
 
 bench-limiter: setup ## ns per try_acquire+commit from Python, beside a pure-Python twin

@@ -47,7 +47,24 @@ def build_gateway(
         # Imported here, once per process, because importing litellm takes seconds.
         from switchboard.providers.litellm_adapter import LitellmProvider
 
-        provider = LitellmProvider(drop_params=settings.router.drop_params)
+        general = LitellmProvider(drop_params=settings.router.drop_params)
+        provider = general
+        if settings.providers.fast_path:
+            from switchboard.providers.openai_http import DEFAULT_API_BASE, OpenAIHttpProvider
+            from switchboard.providers.router import ProviderRouter
+
+            # The fast path reads the environment litellm would read for `openai/...`.
+            fast = OpenAIHttpProvider(
+                fallback_price=general.price,
+                estimate=general.estimate_prompt_tokens,
+                default_api_base=os.environ.get("OPENAI_BASE_URL")
+                or os.environ.get("OPENAI_API_BASE")
+                or DEFAULT_API_BASE,
+                default_api_key=os.environ.get("OPENAI_API_KEY"),
+            )
+            provider = ProviderRouter(fast=fast, general=general)
+            served = [d.id for d in settings.deployments if fast.serves(d)]
+            log.info("provider fast path: %s", ", ".join(served) or "no deployment is eligible")
     rng = rng or random.Random()
     admission = Admission(
         RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
@@ -175,6 +192,7 @@ async def serve(
             "shutting down: finishing calls in flight (grace %.1fs)", settings.shutdown_grace_s
         )
         await server.stop(settings.shutdown_grace_s)
+        await gateway.aclose()
     # Flushes the spans and metrics of the last calls before the process ends.
     await asyncio.to_thread(telemetry.shutdown)
     for signum in (signal.SIGTERM, signal.SIGINT):

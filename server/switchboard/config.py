@@ -268,6 +268,11 @@ class RawTelemetry(_Strict):
     metric_export_interval_seconds: float = Field(default=10.0, gt=0)
 
 
+class RawProviders(_Strict):
+    # Send `openai/...` deployments over pooled HTTP instead of through litellm.
+    fast_path: bool = False
+
+
 class RawSwitchboard(_Strict):
     server: RawServer = RawServer()
     telemetry: RawTelemetry = RawTelemetry()
@@ -276,6 +281,7 @@ class RawSwitchboard(_Strict):
     aliases: dict[str, str] = Field(default_factory=dict)
     simulator: RawSimulator | None = None
     keys: list[RawKey] = Field(default_factory=list)
+    providers: RawProviders = RawProviders()
 
 
 class RawConfig(_Open):
@@ -337,6 +343,12 @@ class RoutingSettings:
     ramp_floor: float = 0.1
     fail_window_s: float = 60.0
     allow_fault_injection: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    # `openai/...` deployments go over pooled HTTP, not through litellm (providers/router.py).
+    fast_path: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +432,7 @@ class Settings:
     routing: RoutingSettings = RoutingSettings()
     transport: TransportSettings = TransportSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    providers: ProviderSettings = ProviderSettings()
     ignored: tuple[str, ...] = field(default=())
     # Empty: every caller is admitted.
     keys: tuple[CallerKey, ...] = ()
@@ -711,6 +724,7 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
             allow_fault_injection=raw.switchboard.routing.allow_fault_injection,
         ),
         telemetry=_telemetry(raw.switchboard.telemetry, problems),
+        providers=ProviderSettings(fast_path=raw.switchboard.providers.fast_path),
         ignored=tuple(ignored),
         keys=_keys(raw.switchboard.keys, groups, aliases, problems),
     )

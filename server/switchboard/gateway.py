@@ -155,6 +155,10 @@ class Gateway:
     def settings(self) -> Settings:
         return self._settings
 
+    async def aclose(self) -> None:
+        """Release the provider's pooled connections; after the server has stopped."""
+        await self._provider.aclose()
+
     @property
     def router(self) -> Router:
         return self._router

@@ -11,13 +11,20 @@ import yaml
 
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 
-from .procs import Proc, gateway_config, start_gateway, start_sim
+from .procs import PROVIDER_PATHS, Proc, gateway_config, start_gateway, start_sim
 
 # A deliberately slow streamer for tests that need a stream in flight.
 TEST_PROFILES = {
     "trickle": {"ttft_ms": 10, "tokens_per_second": 25, "min_output_tokens": 40,
                 "max_output_tokens": 40},
 }  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=PROVIDER_PATHS)
+def provider_path(request: pytest.FixtureRequest) -> str:
+    """Run a module's tests once through litellm and once through the fast path."""
+    path: str = request.param
+    return path
 
 
 @pytest.fixture(scope="session")

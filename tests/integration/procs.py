@@ -65,7 +65,11 @@ class Proc:
     def terminate(self, timeout: float = 30.0) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(timeout)
+        code = self.popen.wait(timeout)
+        # The pipes are at their end once the process is gone: after this, output() is whole.
+        for thread in self._threads:
+            thread.join(timeout)
+        return code
 
     def kill(self) -> None:
         if self.popen.poll() is None:
@@ -84,14 +88,24 @@ def start_sim(profiles_file: Path | None = None, profile: str = "instant") -> tu
     return proc, proc.match.group(1)
 
 
+# How a gateway calls its upstreams: litellm, or the pooled-HTTP fast path
+# (`switchboard.providers.fast_path`). Parity tests run on both.
+PROVIDER_PATHS = ("litellm", "fast-path")
+
+
 def gateway_config(
     sim_url: str,
     groups: dict[str, Iterable[str]],
     *,
     router_settings: dict[str, object] | None = None,
     switchboard: dict[str, object] | None = None,
+    provider_path: str = "litellm",
 ) -> dict[str, object]:
     """A LiteLLM-format config whose deployments are simulator profiles."""
+    if provider_path not in PROVIDER_PATHS:
+        raise ValueError(f"provider_path: expected one of {PROVIDER_PATHS}")
+    if provider_path == "fast-path":
+        switchboard = {**(switchboard or {}), "providers": {"fast_path": True}}
     model_list = [
         {
             "model_name": group,
@@ -127,3 +141,14 @@ def start_gateway(config: dict[str, object], directory: Path) -> tuple[Proc, str
     ]
     proc = Proc(args, ready=re.compile(r"serving on (\S+:\d+)"), stream="stdout")
     return proc, proc.match.group(1)
+
+
+def assert_provider_path(proc: Proc, provider_path: str) -> None:
+    """The ended gateway called its upstreams the way the test asked (its start-up log says)."""
+    output = proc.output()
+    said = re.search(r"provider fast path: (.*)", output)
+    if provider_path == "litellm":
+        assert said is None, output
+    else:
+        assert said is not None, output
+        assert "no deployment is eligible" not in said.group(1), said.group(0)

@@ -19,7 +19,7 @@ from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 from switchboard.sim import SimProfile, SimServer
 
-from .procs import gateway_config, start_gateway
+from .procs import PROVIDER_PATHS, assert_provider_path, gateway_config, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +37,11 @@ async def sim() -> AsyncIterator[SimServer]:
     await server.stop()
 
 
+@pytest.mark.parametrize("provider_path", PROVIDER_PATHS)
 async def test_cancel_mid_stream_closes_upstream_within_100ms_and_refunds(
-    sim: SimServer, tmp_path: Path
+    sim: SimServer, tmp_path: Path, provider_path: str
 ) -> None:
-    config = gateway_config(sim.base_url, {"slow": ["slow"]})
+    config = gateway_config(sim.base_url, {"slow": ["slow"]}, provider_path=provider_path)
     config["model_list"][0]["litellm_params"]["tpm"] = TPM  # type: ignore[index]
     proc, address = start_gateway(config, tmp_path)
     try:
@@ -87,3 +88,4 @@ async def test_cancel_mid_stream_closes_upstream_within_100ms_and_refunds(
             )
     finally:
         assert proc.terminate() == 0, proc.output()
+    assert_provider_path(proc, provider_path)

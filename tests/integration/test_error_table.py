@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 
-from .procs import gateway_config, start_gateway, start_sim
+from .procs import assert_provider_path, gateway_config, start_gateway, start_sim
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +40,19 @@ GROUPS = {name: [name] for name in PROFILES} | {"capped": ["instant"]}
 
 
 @pytest.fixture(scope="module")
-def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.GatewayStub]:
+def stub(
+    tmp_path_factory: pytest.TempPathFactory, provider_path: str
+) -> Iterator[pb_grpc.GatewayStub]:
+    """One simulator and gateway per provider path: every row holds on both."""
     directory = tmp_path_factory.mktemp("errors")
     profiles = directory / "profiles.yaml"
     profiles.write_text(yaml.safe_dump(PROFILES))
     sim, sim_url = start_sim(profiles)
     config = gateway_config(
-        sim_url, GROUPS, router_settings={"num_retries": 0, "max_queue_wait": 0}
+        sim_url,
+        GROUPS,
+        router_settings={"num_retries": 0, "max_queue_wait": 0},
+        provider_path=provider_path,
     )
     for deployment in config["model_list"]:  # type: ignore[attr-defined]
         if deployment["model_name"] == "hanging":
@@ -57,6 +63,7 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.GatewaySt
     with grpc.insecure_channel(address) as channel:
         yield pb_grpc.GatewayStub(channel)
     assert gateway.terminate() == 0, gateway.output()
+    assert_provider_path(gateway, provider_path)
     sim.terminate()
 
 

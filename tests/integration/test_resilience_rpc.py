@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 
-from .procs import gateway_config, start_gateway, start_sim
+from .procs import assert_provider_path, gateway_config, start_gateway, start_sim
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,8 @@ ALLOWED_FAILS = 2
 
 
 @pytest.fixture(scope="module")
-def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def sim_url(tmp_path_factory: pytest.TempPathFactory, provider_path: str) -> Iterator[str]:
+    """One simulator per provider path, so its counters witness one gateway's calls."""
     path = tmp_path_factory.mktemp("sim") / "profiles.yaml"
     path.write_text(yaml.safe_dump(PROFILES))
     proc, url = start_sim(path)
@@ -65,7 +66,9 @@ def sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def stub(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.GatewayStub]:
+def stub(
+    sim_url: str, tmp_path_factory: pytest.TempPathFactory, provider_path: str
+) -> Iterator[pb_grpc.GatewayStub]:
     config = gateway_config(
         sim_url,
         GROUPS,
@@ -77,11 +80,13 @@ def stub(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_
             "fallbacks": [{"dead": ["rescue"]}, {"early": ["rescue"]}],
             "context_window_fallbacks": [{"small": ["wide"]}],
         },
+        provider_path=provider_path,
     )
     proc, address = start_gateway(config, tmp_path_factory.mktemp("gw"))
     with grpc.insecure_channel(address) as channel:
         yield pb_grpc.GatewayStub(channel)
     assert proc.terminate() == 0, proc.output()
+    assert_provider_path(proc, provider_path)
 
 
 def _request(model: str, content: str = "Say hi") -> pb.CompleteRequest:

@@ -105,6 +105,9 @@ class ScriptedProvider:
     def price(self, deployment: Deployment, usage: Usage) -> float:
         return 0.001 * usage.total_tokens
 
+    async def aclose(self) -> None:
+        return None
+
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         return sum(len(m.content) for m in request.messages)
 

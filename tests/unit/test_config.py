@@ -32,6 +32,8 @@ BAD = {
     "SWITCHBOARD_TEST_UNSET_KEY is not set",
     "not-a-mapping.yaml": "the top level must be a mapping",
     "unknown-top-level.yaml": "model_lst: unknown top-level key",
+    "providers-fast-path-not-a-bool.yaml": "switchboard.providers.fast_path: Input should be a "
+    "valid boolean",
 }
 
 
@@ -91,6 +93,13 @@ model_list:
         "model_list[0].litellm_params.tpm",
         "model_list[1].litellm_params.model",
     }
+
+
+def test_the_fast_path_is_off_unless_the_config_turns_it_on() -> None:
+    text = "model_list:\n  - {model_name: chat, litellm_params: {model: openai/a}}\n"
+    assert not parse_settings(text, source="inline", env={}).providers.fast_path
+    on = text + "switchboard: {providers: {fast_path: true}}\n"
+    assert parse_settings(on, source="inline", env={}).providers.fast_path
 
 
 def test_duplicate_models_in_a_group_get_distinct_ids() -> None:

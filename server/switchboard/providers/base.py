@@ -49,3 +49,7 @@ class Provider(Protocol):
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         """Tokens the prompt will likely count as, before the call; offline and cheap."""
         ...
+
+    async def aclose(self) -> None:
+        """Release pooled connections at shutdown."""
+        ...

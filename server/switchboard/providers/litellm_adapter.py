@@ -57,6 +57,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from switchboard.providers.openai_wire import request_fields
 from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
 from switchboard.providers.tokens import PromptEstimator
 
@@ -71,6 +72,9 @@ class LitellmProvider:
 
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         return self._estimator.prompt_tokens(request)
+
+    async def aclose(self) -> None:
+        """Nothing to release: litellm keeps its own clients for the process's life."""
 
     async def complete(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
@@ -115,11 +119,9 @@ class LitellmProvider:
     def _call_args(
         self, deployment: Deployment, request: CompletionRequest, timeout_s: float, *, stream: bool
     ) -> dict[str, Any]:
-        sampling = request.sampling
         kwargs: dict[str, Any] = dict(deployment.params)
         kwargs.update(
             model=deployment.model,
-            messages=[_message_dict(m) for m in request.messages],
             stream=stream,
             timeout=timeout_s,
             # Retries are the gateway's: one litellm call is one attempt.
@@ -130,31 +132,8 @@ class LitellmProvider:
             kwargs["stream_options"] = {"include_usage": True}
         if self._drop_params:
             kwargs["drop_params"] = True
-        optional = {
-            "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "seed": sampling.seed,
-            "presence_penalty": sampling.presence_penalty,
-            "frequency_penalty": sampling.frequency_penalty,
-        }
-        kwargs.update({k: v for k, v in optional.items() if v is not None})
-        if sampling.stop:
-            kwargs["stop"] = list(sampling.stop)
-        if request.tools:
-            kwargs["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": dict(t.parameters) or {"type": "object", "properties": {}},
-                    },
-                }
-                for t in request.tools
-            ]
-            if request.tool_choice:
-                kwargs["tool_choice"] = _tool_choice(request.tool_choice)
+        # messages, sampling, tools: the fields the fast path sends too (openai_wire.py).
+        kwargs.update(request_fields(request))
         return kwargs
 
 
@@ -250,26 +229,6 @@ def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "message", "") or exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return first[:500]
-
-
-def _tool_choice(choice: str) -> str | dict[str, Any]:
-    if choice in ("auto", "none", "required"):
-        return choice
-    return {"type": "function", "function": {"name": choice}}
-
-
-def _message_dict(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role.value, "content": message.content}
-    if message.name:
-        out["name"] = message.name
-    if message.tool_calls:
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls
-        ]
-    if message.tool_call_id:
-        out["tool_call_id"] = message.tool_call_id
-    return out
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -1,0 +1,51 @@
+"""Picks the adapter per deployment: the pooled-HTTP fast path or litellm.
+
+The gateway sees one `Provider`; this one sends each call to the fast path
+when the deployment is one it serves exactly as litellm would (see
+`OpenAIHttpProvider.serves`), and to litellm otherwise. Both produce the
+same domain types and errors, so the choice is invisible above this layer;
+the integration tests of the error table, resilience and cancellation run
+on both paths to keep it so.
+"""
+
+from __future__ import annotations
+
+from switchboard.config import Deployment
+from switchboard.domain import CompletionRequest, ProviderResponse, Usage
+from switchboard.providers.base import Provider, ProviderStream
+from switchboard.providers.openai_http import OpenAIHttpProvider
+
+
+class ProviderRouter:
+    """A `Provider` that routes each deployment to `fast` when it serves it, else `general`."""
+
+    def __init__(self, *, fast: OpenAIHttpProvider, general: Provider) -> None:
+        self._fast = fast
+        self._general = general
+
+    def provider_for(self, deployment: Deployment) -> Provider:
+        """The adapter that calls `deployment`; public so tests and logs can say which."""
+        return self._fast if self._fast.serves(deployment) else self._general
+
+    async def complete(
+        self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
+    ) -> ProviderResponse:
+        return await self.provider_for(deployment).complete(
+            deployment, request, timeout_s=timeout_s
+        )
+
+    async def stream(
+        self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
+    ) -> ProviderStream:
+        return await self.provider_for(deployment).stream(deployment, request, timeout_s=timeout_s)
+
+    def price(self, deployment: Deployment, usage: Usage) -> float:
+        return self.provider_for(deployment).price(deployment, usage)
+
+    async def aclose(self) -> None:
+        await self._fast.aclose()
+        await self._general.aclose()
+
+    def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
+        # One estimator for both paths: the reservation must not depend on the route.
+        return self._general.estimate_prompt_tokens(request)

@@ -1,0 +1,539 @@
+"""The pooled-HTTP fast path: its SSE decoding, its wire body, its errors, and parity with litellm.
+
+Parity is checked against the real thing: the same request goes through
+`LitellmProvider` and `OpenAIHttpProvider` to one loopback server (a body
+recorder, or the simulator with a fault profile), and the two must send the
+same body and produce the same domain values and the same error classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from switchboard import errors
+from switchboard.config import Deployment
+from switchboard.domain import (
+    CompletionRequest,
+    FinishReason,
+    Message,
+    ProviderChunk,
+    Role,
+    Sampling,
+    Tool,
+    ToolCall,
+    Usage,
+)
+from switchboard.providers.litellm_adapter import LitellmProvider
+from switchboard.providers.openai_http import (
+    OpenAIHttpProvider,
+    PoolLimits,
+    parse_chunk,
+    status_error,
+)
+from switchboard.providers.router import ProviderRouter
+from switchboard.providers.sse import DONE, SseDecoder
+from switchboard.sim import FaultRates, SimProfile, SimServer, builtin_profiles
+
+SAY_HI = CompletionRequest(model="g", messages=(Message(Role.USER, "Say hi"),))
+RICH = CompletionRequest(
+    model="g",
+    messages=(
+        Message(Role.SYSTEM, "be brief"),
+        Message(Role.USER, "hi", name="bob"),
+        Message(Role.ASSISTANT, "", tool_calls=(ToolCall("c1", "lookup", '{"q":"x"}'),)),
+        Message(Role.TOOL, "found", tool_call_id="c1"),
+    ),
+    sampling=Sampling(
+        max_tokens=7,
+        temperature=0.5,
+        top_p=0.9,
+        stop=("END",),
+        seed=3,
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+    ),
+    tools=(
+        Tool("lookup", "find things", {"type": "object", "properties": {"q": {"type": "string"}}}),
+        Tool("bare"),
+    ),
+    tool_choice="lookup",
+)
+
+
+def _clock() -> float:
+    return 0.0
+
+
+def deployment(api_base: str, model: str = "openai/instant", **params: Any) -> Deployment:
+    return Deployment(
+        id="dep",
+        model_group="g",
+        model=model,
+        provider=model.split("/", 1)[0] if "/" in model else "openai",
+        params={"api_base": api_base, "api_key": "sk-test", **params},
+        rpm=None,
+        tpm=None,
+        timeout_s=10.0,
+        stream_timeout_s=10.0,
+        weight=None,
+        max_input_tokens=None,
+        max_output_tokens=None,
+        input_cost_per_token=None,
+        output_cost_per_token=None,
+    )
+
+
+@pytest.fixture
+def litellm_provider() -> LitellmProvider:
+    return LitellmProvider(wall_clock=_clock)
+
+
+@pytest.fixture
+async def fast(litellm_provider: LitellmProvider) -> AsyncIterator[OpenAIHttpProvider]:
+    provider = OpenAIHttpProvider(
+        fallback_price=litellm_provider.price,
+        estimate=litellm_provider.estimate_prompt_tokens,
+        wall_clock=_clock,
+    )
+    yield provider
+    await provider.aclose()
+
+
+# ---------------------------------------------------------------- SSE
+
+
+def test_sse_decoder_yields_data_when_a_blank_line_ends_the_event() -> None:
+    decoder = SseDecoder()
+    fed = [decoder.feed(line) for line in ['data: {"a":1}', "", ": keep-alive", "", "data:x"]]
+    assert fed == [None, '{"a":1}', None, None, None]
+    assert decoder.flush() == "x"
+    assert decoder.flush() is None
+
+
+def test_sse_decoder_joins_multiline_data_and_skips_other_fields() -> None:
+    decoder = SseDecoder()
+    for line in ["event: message", "id: 7", "retry: 10", "data: one", "data:  two", "nodata"]:
+        assert decoder.feed(line) is None
+    assert decoder.feed("") == "one\n two"
+    assert decoder.feed("data: [DONE]") is None
+    assert decoder.feed("") == DONE
+
+
+def test_parse_chunk_skips_empty_deltas_and_keeps_usage_tool_calls_and_finish() -> None:
+    assert parse_chunk({"id": "c", "choices": [{"delta": {"role": "assistant"}}]}) is None
+    tool = parse_chunk(
+        {
+            "id": "c",
+            "model": "m",
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 1, "id": "t", "function": {"name": "f", "arguments": "{"}}
+                        ]
+                    },
+                    "finish_reason": None,
+                }
+            ],
+        }
+    )
+    assert tool is not None
+    assert tool.tool_calls[0].index == 1
+    assert (tool.tool_calls[0].name, tool.tool_calls[0].arguments) == ("f", "{")
+    last = parse_chunk(
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 5,
+                "completion_tokens": 2,
+                "prompt_tokens_details": {"cached_tokens": 3},
+            },
+        }
+    )
+    assert last == ProviderChunk(usage=Usage(5, 2, 3))
+    done = parse_chunk({"choices": [{"delta": {}, "finish_reason": "length"}]})
+    assert done is not None
+    assert done.finish_reason is FinishReason.LENGTH
+
+
+# ---------------------------------------------------------------- the wire body
+
+
+@dataclass
+class Recorder:
+    """A loopback upstream that records each request and answers as told."""
+
+    status: int = 400
+    body: dict[str, Any] = field(
+        default_factory=lambda: {"error": {"message": "recorded", "type": "x", "code": None}}
+    )
+    headers: dict[str, str] = field(default_factory=dict)
+    seen: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append((request.path_qs, dict(request.headers), await request.json()))
+        return web.json_response(self.body, status=self.status, headers=self.headers)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
+    rec = Recorder()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield rec, f"http://127.0.0.1:{port}/v1"
+    await runner.cleanup()
+
+
+async def _fail(call: Callable[[], Any]) -> errors.ProviderError:
+    with pytest.raises(errors.ProviderError) as caught:
+        await call()
+    return caught.value
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("request_", [SAY_HI, RICH], ids=["plain", "tools-and-sampling"])
+async def test_the_fast_path_sends_the_body_litellm_sends(
+    recorder: tuple[Recorder, str],
+    litellm_provider: LitellmProvider,
+    fast: OpenAIHttpProvider,
+    stream: bool,
+    request_: CompletionRequest,
+) -> None:
+    rec, base = recorder
+    dep = deployment(base, "openai/gpt-x")
+    for provider in (litellm_provider, fast):
+        call = provider.stream if stream else provider.complete
+        await _fail(lambda call=call: call(dep, request_, timeout_s=5))  # type: ignore[misc]
+    (path_l, headers_l, body_l), (path_f, headers_f, body_f) = rec.seen
+    assert body_f == body_l
+    assert body_f["model"] == "gpt-x"
+    assert ("stream_options" in body_f) is stream
+    assert path_f == path_l == "/v1/chat/completions"
+    assert headers_f["Authorization"] == headers_l["Authorization"] == "Bearer sk-test"
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "expected"),
+    [
+        (429, {"message": "slow down", "code": "rate_limit_exceeded"}, errors.UpstreamRateLimited),
+        (401, {"message": "bad key", "code": "invalid_api_key"}, errors.UpstreamAuthError),
+        (403, {"message": "forbidden"}, errors.UpstreamAuthError),
+        (404, {"message": "no such model", "code": "model_not_found"}, errors.UpstreamNotFound),
+        (400, {"message": "bad", "code": None}, errors.UpstreamBadRequest),
+        (422, {"message": "unprocessable"}, errors.UpstreamBadRequest),
+        (
+            400,
+            {"message": "too long", "code": "context_length_exceeded"},
+            errors.ContextWindowExceeded,
+        ),
+        (
+            400,
+            {"message": "This model's maximum context length is 4096 tokens."},
+            errors.ContextWindowExceeded,
+        ),
+        (
+            400,
+            {"message": "rejected", "code": "content_policy_violation"},
+            errors.ContentPolicyViolation,
+        ),
+        (408, {"message": "request timeout"}, errors.UpstreamTimeout),
+        (504, {"message": "gateway timeout"}, errors.UpstreamTimeout),
+        (500, {"message": "oops"}, errors.UpstreamUnavailable),
+        (502, {"message": "bad gateway"}, errors.UpstreamUnavailable),
+        (503, {"message": "overloaded"}, errors.UpstreamUnavailable),
+        (409, {"message": "conflict"}, errors.UpstreamInternal),
+    ],
+)
+def test_status_error_maps_every_status_and_code(
+    status: int, error: dict[str, Any], expected: type[errors.ProviderError]
+) -> None:
+    body = json.dumps({"error": {"type": "t", "param": None, **error}}).encode()
+    mapped = status_error(status, body, {}, "dep", _clock)
+    assert type(mapped) is expected
+    assert mapped.message == error["message"]
+    assert mapped.deployment == "dep"
+
+
+def test_status_error_keeps_the_first_line_and_reads_retry_after() -> None:
+    body = json.dumps({"error": {"message": "first line\nsecond line" + "x" * 600}}).encode()
+    mapped = status_error(429, body, {"Retry-After-Ms": "2500"}, "dep", _clock)
+    assert mapped.message == "first line"
+    assert mapped.retry_after == 2.5
+    long = status_error(500, b"x" * 900, {}, "dep", _clock)
+    assert long.message == "x" * 500
+    assert status_error(502, b"", {}, "dep", _clock).message == "HTTP 502"
+    dated = status_error(429, b"{}", {"retry-after": "Thu, 01 Jan 1970 00:00:30 GMT"}, "d", _clock)
+    assert dated.retry_after == 30.0
+
+
+# litellm's own mapping differs from the design's table for a 403 from an
+# OpenAI upstream (a generic APIError, so UpstreamInternal): the fast path
+# follows the table. Everything else must agree.
+TABLE_OVER_LITELLM = {403}
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504])
+async def test_every_status_maps_as_litellm_maps_it(
+    recorder: tuple[Recorder, str],
+    litellm_provider: LitellmProvider,
+    fast: OpenAIHttpProvider,
+    status: int,
+) -> None:
+    rec, base = recorder
+    rec.status = status
+    rec.headers = {"retry-after-ms": "1500"}
+    rec.body = {"error": {"message": f"upstream says {status}", "type": "t", "code": None}}
+    dep = deployment(base)
+    via_litellm = await _fail(lambda: litellm_provider.complete(dep, SAY_HI, timeout_s=5))
+    via_fast = await _fail(lambda: fast.complete(dep, SAY_HI, timeout_s=5))
+    if status in TABLE_OVER_LITELLM:
+        assert type(via_fast) is errors.UpstreamAuthError
+    else:
+        assert type(via_fast) is type(via_litellm), (via_fast, via_litellm)
+    assert via_litellm.message.endswith(via_fast.message)
+    assert via_fast.retry_after == via_litellm.retry_after
+    assert via_fast.message == f"upstream says {status}"
+
+
+# ---------------------------------------------------------------- parity on the simulator
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "rate_limit": {"rate_limit": 1.0, "retry_after_s": 2.5},
+    "server_error": {"server_error": 1.0},
+    "unavailable": {"unavailable": 1.0},
+    "connection_reset": {"connection_reset": 1.0},
+    "mid_stream_drop": {"mid_stream_drop": 1.0, "drop_after_chunks": 3},
+    "context_window": {"context_window": 1.0},
+    "content_policy": {"content_policy": 1.0},
+    "authentication": {"authentication": 1.0},
+    "timeout": {"timeout": 1.0, "hang_s": 30},
+}
+# A status error keeps the provider's words, which litellm wraps in its banner.
+WORDED = {"rate_limit", "server_error", "unavailable", "context_window", "content_policy",
+          "authentication"}  # fmt: skip
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimServer]:
+    profiles = builtin_profiles()
+    for name, faults in FAULTS.items():
+        profiles[name] = SimProfile(faults=FaultRates(**faults))
+    profiles["budget"] = SimProfile(rpm_budget=1000)
+    profiles["slow"] = SimProfile(
+        tokens_per_second=20, min_output_tokens=200, max_output_tokens=200
+    )
+    async with SimServer(profiles, default_profile="instant", rng=random.Random(1)) as server:
+        yield server
+
+
+async def _drain(stream: Any) -> list[ProviderChunk]:
+    return [chunk async for chunk in stream]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+async def test_each_simulated_fault_is_the_same_error_on_both_paths(
+    sim: SimServer,
+    litellm_provider: LitellmProvider,
+    fast: OpenAIHttpProvider,
+    fault: str,
+    stream: bool,
+) -> None:
+    dep = deployment(sim.base_url, f"openai/{fault}")
+    timeout_s = 0.3 if fault == "timeout" else 10.0
+    found: list[errors.ProviderError] = []
+    for provider in (litellm_provider, fast):
+        if stream:
+
+            async def call(provider: Any = provider) -> None:
+                await _drain(await provider.stream(dep, SAY_HI, timeout_s=timeout_s))
+
+        else:
+
+            async def call(provider: Any = provider) -> None:
+                await provider.complete(dep, SAY_HI, timeout_s=timeout_s)
+
+        found.append(await _fail(call))
+    via_litellm, via_fast = found
+    assert type(via_fast) is type(via_litellm), (via_fast.message, via_litellm.message)
+    assert via_fast.retry_after == via_litellm.retry_after
+    assert via_fast.deployment == "dep"
+    assert "\n" not in via_fast.message
+    if fault in WORDED:
+        assert via_litellm.message.endswith(via_fast.message), via_fast.message
+
+
+@pytest.mark.parametrize("request_", [SAY_HI, RICH], ids=["plain", "tools-and-sampling"])
+async def test_answers_are_the_same_on_both_paths(
+    sim: SimServer,
+    litellm_provider: LitellmProvider,
+    fast: OpenAIHttpProvider,
+    request_: CompletionRequest,
+) -> None:
+    seeded = replace(request_, sampling=replace(request_.sampling, seed=11))
+    dep = deployment(sim.base_url, "openai/budget")
+    via_litellm = await litellm_provider.complete(dep, seeded, timeout_s=10)
+    via_fast = await fast.complete(dep, seeded, timeout_s=10)
+    assert replace(via_fast, id="", rate_limit=None) == replace(via_litellm, id="", rate_limit=None)
+    # The same x-ratelimit-* headers, one request further into the simulator's budget
+    # (whose reset counts down on the simulator's clock).
+    hint_litellm, hint_fast = via_litellm.rate_limit, via_fast.rate_limit
+    assert hint_litellm is not None
+    assert hint_fast is not None
+    assert hint_litellm.requests_remaining is not None
+    assert hint_fast.requests_remaining == hint_litellm.requests_remaining - 1
+    assert hint_fast.requests_reset_s == pytest.approx(hint_litellm.requests_reset_s, abs=1)
+    chunks_litellm = await _drain(await litellm_provider.stream(dep, seeded, timeout_s=10))
+    chunks_fast = await _drain(await fast.stream(dep, seeded, timeout_s=10))
+    assert [replace(c, id="") for c in chunks_fast] == [replace(c, id="") for c in chunks_litellm]
+    assert chunks_fast[-1].usage is not None
+
+
+async def test_aclose_closes_the_upstream_connection_at_once(
+    sim: SimServer, fast: OpenAIHttpProvider
+) -> None:
+    stream = await fast.stream(deployment(sim.base_url, "openai/slow"), SAY_HI, timeout_s=10)
+    chunks = aiter(stream)
+    await anext(chunks)
+    await stream.aclose()
+    async with asyncio.timeout(0.1):
+        await sim.stats.wait_for_disconnects(1)
+
+
+async def test_sequential_calls_share_one_pooled_connection(
+    sim: SimServer, fast: OpenAIHttpProvider
+) -> None:
+    dep = deployment(sim.base_url)
+    peers: set[object] = set()
+    for _ in range(5):
+        await fast.complete(dep, SAY_HI, timeout_s=10)
+        await _drain(await fast.stream(dep, SAY_HI, timeout_s=10))
+    # httpx keeps one idle connection per origin after sequential calls.
+    pool = fast._client._transport._pool  # type: ignore[attr-defined]
+    for connection in pool.connections:
+        peers.add(id(connection))
+    assert len(peers) == 1
+
+
+# ---------------------------------------------------------------- stream endings
+
+
+def _sse_transport(body: bytes) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    return httpx.MockTransport(answer)
+
+
+CONTENT = b'data: {"id":"c","choices":[{"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+ERROR_EVENT = b'data: {"error":{"message":"boom","code":null}}\n\n'
+FINISH = b'data: {"id":"c","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [
+        (CONTENT + FINISH + b"data: [DONE]\n\n", ["hi", FinishReason.STOP]),
+        (CONTENT + FINISH, ["hi", FinishReason.STOP]),  # no [DONE], but finished
+        (CONTENT + b"data: [DONE]", ["hi"]),  # [DONE] without its blank line
+        (CONTENT, errors.UpstreamUnavailable),  # dropped before finishing
+        (CONTENT + ERROR_EVENT, errors.UpstreamUnavailable),
+        (CONTENT + b"data: {nope\n\n", errors.UpstreamInternal),
+    ],
+    ids=["done", "finish-only", "done-unterminated", "dropped", "error-event", "not-json"],
+)
+async def test_how_a_stream_ends(body: bytes, outcome: Any) -> None:
+    provider = OpenAIHttpProvider(
+        fallback_price=lambda d, u: 0.0, estimate=lambda r: 0, transport=_sse_transport(body)
+    )
+    try:
+        stream = await provider.stream(deployment("http://upstream/v1"), SAY_HI, timeout_s=5)
+        if isinstance(outcome, list):
+            chunks = await _drain(stream)
+            seen = [c.content or c.finish_reason for c in chunks]
+            assert seen == outcome
+        else:
+            with pytest.raises(outcome):
+                await _drain(stream)
+    finally:
+        await provider.aclose()
+
+
+async def test_a_connection_refused_is_unavailable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    provider = OpenAIHttpProvider(
+        fallback_price=lambda d, u: 0.0, estimate=lambda r: 0, transport=httpx.MockTransport(refuse)
+    )
+    try:
+        dep = deployment("http://upstream/v1")
+        for call in (provider.complete, provider.stream):
+            with pytest.raises(errors.UpstreamUnavailable, match="connection error: refused"):
+                await call(dep, SAY_HI, timeout_s=5)
+    finally:
+        await provider.aclose()
+
+
+# ---------------------------------------------------------------- routing and prices
+
+
+def test_pool_limits_reject_nonsense() -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        PoolLimits(max_connections=0)
+    with pytest.raises(ValueError, match="keepalive_expiry_s"):
+        PoolLimits(keepalive_expiry_s=0)
+
+
+async def test_the_router_sends_only_plain_openai_deployments_to_the_fast_path(
+    litellm_provider: LitellmProvider, fast: OpenAIHttpProvider
+) -> None:
+    router = ProviderRouter(fast=fast, general=litellm_provider)
+    base = "http://127.0.0.1:9/v1"
+    assert router.provider_for(deployment(base)) is fast
+    assert router.provider_for(deployment(base, "gpt-4o-mini")) is fast  # no prefix: openai
+    assert router.provider_for(deployment(base, "azure/gpt-4o", api_version="x")) is (
+        litellm_provider
+    )
+    assert router.provider_for(deployment(base, "groq/llama")) is litellm_provider
+    assert router.provider_for(deployment(base, organization="org-1")) is litellm_provider
+    keyless = replace(deployment(base), params={"api_base": base})
+    assert router.provider_for(keyless) is litellm_provider
+    assert router.estimate_prompt_tokens(SAY_HI) == litellm_provider.estimate_prompt_tokens(SAY_HI)
+
+
+async def test_prices_come_from_the_config_else_from_the_injected_fallback() -> None:
+    asked: list[str] = []
+
+    def fallback(dep: Deployment, usage: Usage) -> float:
+        asked.append(dep.id)
+        return 0.5
+
+    provider = OpenAIHttpProvider(fallback_price=fallback, estimate=lambda r: 0)
+    try:
+        priced = replace(
+            deployment("http://x/v1"), input_cost_per_token=0.001, output_cost_per_token=0.002
+        )
+        assert provider.price(priced, Usage(10, 5)) == pytest.approx(0.02)
+        assert asked == []
+        assert provider.price(deployment("http://x/v1"), Usage(10, 5)) == 0.5
+        assert asked == ["dep"]
+    finally:
+        await provider.aclose()
