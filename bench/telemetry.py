@@ -1,6 +1,6 @@
 """Throughput of Complete with telemetry off, on (sampling 1.0), and exporting to a real receiver.
 
-Three gateway processes against one simulator (profile `instant`), loaded in
+Three gateway processes (fast path on) against one simulator (profile `instant`), loaded in
 turn by the same closed-loop client (a fixed number of calls in flight), in
 interleaved rounds so machine noise hits each alike:
 
@@ -72,7 +72,9 @@ def main() -> int:
                 if mode == "export":
                     telemetry = {"otlp_endpoint": f"http://127.0.0.1:{collector_port}"}
                 config = gateway_config(
-                    sim_url, {"chat": ["instant"]}, switchboard={"telemetry": telemetry}
+                    sim_url,
+                    {"chat": ["instant"]},
+                    switchboard={"telemetry": telemetry, "providers": {"fast_path": True}},
                 )
                 path = Path(scratch) / f"{mode}.yaml"
                 path.write_text(yaml.safe_dump(config))

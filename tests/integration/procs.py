@@ -6,6 +6,7 @@ reads that line instead of sleeping or polling.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -44,6 +45,8 @@ class Proc:
         for thread in self._threads:
             thread.daemon = True
             thread.start()
+        # A test that fails between start and terminate must not leave a server behind.
+        atexit.register(self.kill)
         if not self._ready.wait(START_TIMEOUT_S) or self._ready_line is None:
             self.kill()
             raise RuntimeError(f"{args[:3]} did not start:\n" + "".join(self.lines[-40:]))

@@ -9,6 +9,7 @@ simulator never has to answer 429.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ async def sim() -> AsyncIterator[SimServer]:
     await server.stop()
 
 
+@contextlib.contextmanager
 def _gateway(sim: SimServer, directory: Path, queue_wait: float) -> Iterator[str]:
     config = gateway_config(
         sim.base_url,
@@ -52,8 +54,11 @@ def _gateway(sim: SimServer, directory: Path, queue_wait: float) -> Iterator[str
     )
     config["model_list"][0]["litellm_params"]["rpm"] = N  # type: ignore[index]
     proc, address = start_gateway(config, directory)
-    yield address
-    assert proc.terminate() == 0, proc.output()
+    try:
+        yield address
+    finally:
+        code = proc.terminate()
+    assert code == 0, proc.output()
 
 
 def _request(model: str = "capped") -> pb.CompleteRequest:
@@ -88,7 +93,7 @@ def _retry_delay(error: grpc.aio.AioRpcError) -> float:
 
 
 async def test_beyond_the_limit_is_refused_with_retry_info(sim: SimServer, tmp_path: Path) -> None:
-    for address in _gateway(sim, tmp_path, queue_wait=0.0):
+    with _gateway(sim, tmp_path, queue_wait=0.0) as address:
         results = await _burst(address)
         async with grpc.aio.insecure_channel(address) as channel:
             models = await pb_grpc.GatewayStub(channel).ListModels(pb.ListModelsRequest())
@@ -114,7 +119,7 @@ async def test_beyond_the_limit_is_refused_with_retry_info(sim: SimServer, tmp_p
 async def test_beyond_the_limit_waits_for_the_window_then_is_served(
     sim: SimServer, tmp_path: Path
 ) -> None:
-    for address in _gateway(sim, tmp_path, queue_wait=10.0):
+    with _gateway(sim, tmp_path, queue_wait=10.0) as address:
         results = await _burst(address)
     assert all(isinstance(r, pb.CompleteResponse) for r in results), [
         (r.code(), r.details()) for r in results if isinstance(r, grpc.aio.AioRpcError)

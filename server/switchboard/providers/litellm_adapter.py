@@ -69,6 +69,7 @@ class LitellmProvider:
         self._drop_params = drop_params
         self._wall_clock = wall_clock
         self._estimator = PromptEstimator.bundled()
+        self._unpriced: set[str] = set()
 
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         return self._estimator.prompt_tokens(request)
@@ -106,6 +107,8 @@ class LitellmProvider:
             return (deployment.input_cost_per_token or 0.0) * usage.input_tokens + (
                 deployment.output_cost_per_token or 0.0
             ) * usage.output_tokens
+        if deployment.model in self._unpriced:
+            return 0.0
         try:
             prompt_cost, completion_cost = litellm.cost_per_token(
                 model=deployment.model,
@@ -113,6 +116,9 @@ class LitellmProvider:
                 completion_tokens=usage.output_tokens,
             )
         except Exception:  # a model absent from litellm's cost map has no known price
+            # litellm searches its whole map before failing (about half a millisecond):
+            # a model it does not know is remembered as unknown.
+            self._unpriced.add(deployment.model)
             return 0.0
         return float(prompt_cost) + float(completion_cost)
 
