@@ -1,13 +1,14 @@
-"""Throughput of Complete with telemetry off, on (sampling 1.0), and exporting to a real receiver.
+"""Throughput of Complete with telemetry off, on (sampling 1.0 and 0.1), and exporting to rotel.
 
-Three gateway processes (fast path on) against one simulator (profile `instant`), loaded in
+Four gateway processes (fast path on) against one simulator (profile `instant`), loaded in
 turn by the same closed-loop client (a fixed number of calls in flight), in
 interleaved rounds so machine noise hits each alike:
 
 - off:    no telemetry configured (the recorder is a no-op);
 - on:     the SDK records a span per RPC and per attempt at sampling ratio
           1.0 and every metric, exported to a sink that drops them;
-- export: the same, exported over OTLP/gRPC to rotel (a real collector,
+- sampled: the same at sampling ratio 0.1 (metrics are never sampled);
+- export: as `on`, exported over OTLP/gRPC to rotel (a real collector,
           forwarding to its blackhole exporter).
 
     python bench/telemetry.py [--seconds 8] [--rounds 2] [--concurrency 16]
@@ -36,7 +37,7 @@ from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 from tests.integration.procs import Proc, gateway_config, start_sim
 
-MODES = ("off", "on", "export")
+MODES = ("off", "on", "sampled", "export")
 
 
 def main() -> int:
@@ -129,9 +130,10 @@ def serve(mode: str, config: str) -> int:
 
     settings = load_settings(config)
     telemetry: Telemetry | None = None
-    if mode == "on":
+    if mode in ("on", "sampled"):
+        ratio = 1.0 if mode == "on" else 0.1
         telemetry = build_telemetry(
-            plan_export(TelemetrySettings(sampling_ratio=1.0), {}),
+            plan_export(TelemetrySettings(sampling_ratio=ratio), {}),
             span_processors=[BatchSpanProcessor(DropSpans())],
             metric_readers=[PeriodicExportingMetricReader(DropMetrics(), 10_000)],
         )

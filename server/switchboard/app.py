@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -182,6 +183,10 @@ async def serve(
             transport=settings.transport,
             interceptors=[ServerSpans(telemetry.tracer)] if telemetry.tracer else [],
         )
+        # Everything built so far (litellm's tables above all) lives as long as the
+        # process: moved out of the collector's reach, full collections stop
+        # walking millions of objects that can never be garbage.
+        gc.freeze()
         port = await server.start(listen or settings.listen)
         address = listen or settings.listen
         log.info("serving switchboard.v1.Gateway on %s:%d", address.host, port)

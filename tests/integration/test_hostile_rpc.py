@@ -42,7 +42,9 @@ EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "3000"))
 WARMUP_EXAMPLES = 300
 GOOD_EVERY = 10
 # Growth allowed over the second half of the measured run.
-RSS_GROWTH_LIMIT_KB = 50 * 1024
+# 80 MiB over 1,500 requests: a leak of 55 KiB a request or more fails; the
+# allocator's own plateau (measured 0-46 MiB) does not.
+RSS_GROWTH_LIMIT_KB = 80 * 1024
 # The gateway's limit in this test: above the largest prompt the limits allow.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 TINY_MESSAGES_BYTES = 1024 * 1024
