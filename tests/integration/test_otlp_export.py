@@ -1,15 +1,18 @@
 """Real OTLP over the network: gateway -> rotel (a real collector) -> an OTLP receiver.
 
-The gateway exports with the OTLP/gRPC exporter to rotel; rotel forwards what
+The gateway exports to rotel, over OTLP/gRPC configured in its config file, or
+over OTLP/HTTP configured by the standard OTEL_* variables; rotel forwards what
 it received to a receiver run by this test, which decodes it. Spans and
 metrics must arrive with their GenAI attributes, and no prompt anywhere.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -43,7 +46,7 @@ async def sink() -> AsyncIterator[OtlpSink]:
     await receiver.stop()
 
 
-def _start_rotel(sink_port: int) -> tuple[Proc, int]:
+def _start_rotel(sink_port: int) -> tuple[Proc, int, int]:
     grpc_port, http_port = _free_port(), _free_port()
     args = [
         str(ROTEL),
@@ -55,25 +58,44 @@ def _start_rotel(sink_port: int) -> tuple[Proc, int]:
         "--otlp-exporter-protocol", "grpc",
         "--batch-timeout", "100ms",
     ]  # fmt: skip
-    return Proc(args, ready=re.compile(r"Starting Rotel"), stream="stdout"), grpc_port
+    return Proc(args, ready=re.compile(r"Starting Rotel"), stream="stdout"), grpc_port, http_port
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """OTEL_* variables for the gateway process started inside, as an operator would set them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.mark.parametrize("route", ["grpc-from-config", "http-from-otel-env"])
 async def test_spans_and_metrics_reach_a_real_receiver(
-    sim: str, sink: OtlpSink, tmp_path: Path
+    sim: str, sink: OtlpSink, tmp_path: Path, route: str
 ) -> None:
-    collector, collector_port = _start_rotel(sink.port)
-    config = gateway_config(
-        sim,
-        {"chat": ["instant"]},
-        switchboard={
-            "telemetry": {
-                "otlp_endpoint": f"http://127.0.0.1:{collector_port}",
-                "service_name": "switchboard-e2e",
-                "metric_export_interval_seconds": 0.5,
-            }
-        },
-    )
-    gateway, address = start_gateway(config, tmp_path)
+    collector, grpc_port, http_port = _start_rotel(sink.port)
+    telemetry: dict[str, object] = {
+        "service_name": "switchboard-e2e",
+        "metric_export_interval_seconds": 0.5,
+    }
+    env: dict[str, str] = {}
+    if route == "grpc-from-config":
+        telemetry["otlp_endpoint"] = f"http://127.0.0.1:{grpc_port}"
+    else:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{http_port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+    config = gateway_config(sim, {"chat": ["instant"]}, switchboard={"telemetry": telemetry})
+    with _environment(env):
+        gateway, address = start_gateway(config, tmp_path)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.GatewayStub(channel)
