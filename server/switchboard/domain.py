@@ -113,6 +113,8 @@ class Caller:
     # The key's limiter key when it has rpm/tpm limits; None: only deployments limit it.
     limit_key: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # The model groups the caller may use (fallbacks included); None: every group.
+    groups: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

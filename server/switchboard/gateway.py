@@ -376,7 +376,7 @@ class Gateway:
     ) -> _Answer[T] | None:
         chain: list[str] = [
             state.group,
-            *self._planner.fallbacks(state.group, FallbackKind.GENERAL),
+            *self._fallbacks(request, state.group, FallbackKind.GENERAL),
         ]
         per_group = 1 + self._settings.router.num_retries
         depth = 0
@@ -440,7 +440,7 @@ class Gateway:
             if switch_to is None and blocked.too_small is not None and current == state.group:
                 switch_to = FallbackKind.CONTEXT_WINDOW
             if switch_to is not None:
-                targets = self._planner.fallbacks(state.group, switch_to)
+                targets = self._fallbacks(request, state.group, switch_to)
                 if not targets:
                     raise (
                         state.failures[-1]
@@ -451,6 +451,20 @@ class Gateway:
                 chain = [*chain[: depth + 1], *(t for t in targets if t not in chain)]
             depth += 1
         return None
+
+    def _fallbacks(
+        self, request: CompletionRequest, group: str, kind: FallbackKind
+    ) -> tuple[str, ...]:
+        """The fallback groups of `group` this caller may use.
+
+        A caller key limited to some models is never served by a group outside
+        them, fallback or not: the limit is also what it may cost.
+        """
+        targets = self._planner.fallbacks(group, kind)
+        caller = request.caller
+        if caller is None or caller.groups is None:
+            return targets
+        return tuple(t for t in targets if t in caller.groups)
 
     def _admit(
         self, request: CompletionRequest, state: _Call, group: str, blocked: _Blocked

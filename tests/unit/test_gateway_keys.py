@@ -10,7 +10,7 @@ import pytest
 from switchboard.app import build_gateway
 from switchboard.config import Settings, parse_settings
 from switchboard.domain import Caller, CompletionRequest, Message, Role, Sampling
-from switchboard.errors import CapacityExhausted
+from switchboard.errors import CapacityExhausted, NoDeploymentAvailable, UpstreamUnavailable
 from switchboard.gateway import Gateway
 from switchboard.limits.admission import caller_key, deployment_key
 from tests.unit.fakes import FakeClock, ScriptedProvider
@@ -137,3 +137,35 @@ async def test_a_call_larger_than_the_key_tpm_never_fits(clock: FakeClock) -> No
     assert caught.value.retry_after is None
     assert clock.slept == []
     assert provider.calls == []
+
+
+@pytest.mark.parametrize(
+    ("groups", "served_by_fallback"),
+    [
+        (frozenset({"duo"}), False),
+        (frozenset({"duo", "spare"}), True),
+        (None, True),
+    ],
+)
+async def test_a_caller_is_served_by_fallback_groups_it_may_use_only(
+    groups: frozenset[str] | None, served_by_fallback: bool
+) -> None:
+    clock = FakeClock()
+    provider = ScriptedProvider(clock)
+    provider.failures = {d: [UpstreamUnavailable("down") for _ in range(4)] for d in "ab"}
+    gateway = _gateway(provider, clock, _settings())
+    caller = Caller(name="gamma", groups=groups)
+    # Every attempt on duo fails.
+    outcomes = []
+    for _ in range(2):
+        try:
+            completion = await gateway.complete(_request(caller), deadline=None)
+        except NoDeploymentAvailable:
+            outcomes.append(None)
+        else:
+            outcomes.append(completion.route.model_group)
+    if served_by_fallback:
+        assert outcomes == ["spare", "spare"]
+    else:
+        assert outcomes == [None, None]
+        assert "c" not in {call[0] for call in provider.calls}

@@ -42,6 +42,7 @@ class Authenticator:
                 name=k.name,
                 limit_key=caller_key(k.name) if k.rpm or k.tpm else None,
                 metadata=k.metadata,
+                groups=k.groups,
             )
             for k in self._keys
         }
