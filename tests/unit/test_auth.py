@@ -114,7 +114,10 @@ def test_a_key_pasted_in_clear_is_not_repeated_in_the_error() -> None:
 def test_a_configured_key_authenticates_as_its_caller(auth: Authenticator) -> None:
     caller = auth.authenticate(_bearer(ALPHA))
     assert caller == Caller(
-        name="alpha", limit_key="key:alpha", metadata={"team": "search", "tags": "prod,eu"}
+        name="alpha",
+        limit_key="key:alpha",
+        metadata={"team": "search", "tags": "prod,eu"},
+        groups=frozenset({"chat", "code"}),
     )
     assert auth.authenticate(_bearer(GAMMA)) == Caller(name="gamma", limit_key="key:gamma")
 
