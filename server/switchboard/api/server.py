@@ -33,6 +33,7 @@ from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.servicer import Context, GatewayServicer
 from switchboard.api.status import abort
 from switchboard.config import Address, TransportSettings
+from switchboard.domain import Caller
 from switchboard.errors import InvalidRequest, Unauthenticated
 from switchboard.gateway import Gateway
 
@@ -131,6 +132,9 @@ def _loopback(host: str) -> bool:
 
 Unary = Callable[[Any, Context], Awaitable[Any]]
 Streaming = Callable[[Any, Context], AsyncIterator[Any]]
+# A servicer method: the parsed request, the context, and the authenticated caller.
+Method = Callable[[Any, Context, Caller | None], Awaitable[Any]]
+StreamingMethod = Callable[[Any, Context, Caller | None], AsyncIterator[Any]]
 
 
 def _gateway_handlers(servicer: GatewayServicer) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
@@ -138,15 +142,15 @@ def _gateway_handlers(servicer: GatewayServicer) -> dict[str, grpc.RpcMethodHand
     auth = servicer.authenticator
     return {
         "Complete": grpc.unary_unary_rpc_method_handler(
-            _unary(pb.CompleteRequest, servicer.Complete, auth),
+            _unary(pb.CompleteRequest, servicer.complete, auth),
             response_serializer=pb.CompleteResponse.SerializeToString,
         ),
         "StreamComplete": grpc.unary_stream_rpc_method_handler(
-            _streaming(pb.CompleteRequest, servicer.StreamComplete, auth),
+            _streaming(pb.CompleteRequest, servicer.stream_complete, auth),
             response_serializer=pb.StreamCompleteResponse.SerializeToString,
         ),
         "ListModels": grpc.unary_unary_rpc_method_handler(
-            _unary(pb.ListModelsRequest, servicer.ListModels, auth),
+            _unary(pb.ListModelsRequest, servicer.list_models, auth),
             response_serializer=pb.ListModelsResponse.SerializeToString,
         ),
     }
@@ -154,11 +158,11 @@ def _gateway_handlers(servicer: GatewayServicer) -> dict[str, grpc.RpcMethodHand
 
 async def _parse(
     message_type: type[convert.P], data: bytes, context: Context, auth: Authenticator
-) -> convert.P:
+) -> tuple[convert.P, Caller | None]:
     """The request, once the caller is known: a stranger learns nothing, not even parse errors."""
     try:
-        auth.authenticate(context.invocation_metadata())
-        return convert.decode(message_type, data)
+        caller = auth.authenticate(context.invocation_metadata())
+        return convert.decode(message_type, data), caller
     except Unauthenticated as err:
         log.info("refused -> UNAUTHENTICATED: %s", err.message)
         await abort(context, err)
@@ -168,19 +172,22 @@ async def _parse(
     raise AssertionError("abort returned")  # pragma: no cover
 
 
-def _unary(message_type: type[convert.P], method: Unary, auth: Authenticator) -> Unary:
+def _unary(message_type: type[convert.P], method: Method, auth: Authenticator) -> Unary:
     async def handle(data: bytes, context: Context) -> Any:
-        return await method(await _parse(message_type, data, context, auth), context)
+        request, caller = await _parse(message_type, data, context, auth)
+        return await method(request, context, caller)
 
     return handle
 
 
-def _streaming(message_type: type[convert.P], method: Streaming, auth: Authenticator) -> Streaming:
+def _streaming(
+    message_type: type[convert.P], method: StreamingMethod, auth: Authenticator
+) -> Streaming:
     async def handle(data: bytes, context: Context) -> AsyncGenerator[Any, None]:
-        request = await _parse(message_type, data, context, auth)
+        request, caller = await _parse(message_type, data, context, auth)
         # Closed here, at once, when the caller goes away mid-stream; the
         # servicer's streaming methods are async generators.
-        events = cast(AsyncGenerator[Any, None], method(request, context))
+        events = cast(AsyncGenerator[Any, None], method(request, context, caller))
         async with contextlib.aclosing(events):
             async for event in events:
                 yield event

@@ -1,9 +1,11 @@
 """The `switchboard.v1.Gateway` servicer: the RPC edge of the gateway.
 
-It authenticates the caller's key first (api/auth.py), converts, checks the
-caller may use the model, reads the deadline, delegates to the Gateway and
-maps every failure to a status. Nothing below it ever reaches a client as a stack
-trace: unexpected exceptions are logged here and answered as INTERNAL.
+The server (api/server.py) authenticates the caller's key and parses the
+request bytes, once, before any method here runs; each method receives the
+caller. It converts, checks the caller may use the model, reads the deadline,
+delegates to the Gateway and maps every failure to a status. Nothing below it
+ever reaches a client as a stack trace: unexpected exceptions are logged here
+and answered as INTERNAL.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from switchboard import faults
 from switchboard.api import convert
 from switchboard.api.auth import Authenticator
 from switchboard.api.pb import gateway_pb2 as pb
-from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 from switchboard.api.status import abort
 from switchboard.domain import Caller, CompletionRequest, StreamDelta
 from switchboard.errors import FieldViolation, InvalidRequest, SwitchboardError
@@ -33,7 +34,7 @@ Context = grpc.aio.ServicerContext[object, object]
 _NO_DEADLINE_S = 1e8
 
 
-class GatewayServicer(pb_grpc.GatewayServicer):
+class GatewayServicer:
     def __init__(self, gateway: Gateway, clock: Callable[[], float]) -> None:
         self._gateway = gateway
         self._clock = clock
@@ -44,11 +45,11 @@ class GatewayServicer(pb_grpc.GatewayServicer):
     def authenticator(self) -> Authenticator:
         return self._auth
 
-    async def Complete(self, request: pb.CompleteRequest, context: Context) -> pb.CompleteResponse:  # noqa: N802
+    async def complete(
+        self, request: pb.CompleteRequest, context: Context, caller: Caller | None
+    ) -> pb.CompleteResponse:
         failure: SwitchboardError
-        caller: Caller | None = None
         try:
-            caller = self._auth.authenticate(context.invocation_metadata())
             domain_request = self._admit(request, caller, context)
             completion = await self._gateway.complete(
                 domain_request, deadline=self._deadline(context)
@@ -63,13 +64,11 @@ class GatewayServicer(pb_grpc.GatewayServicer):
         await abort(context, failure)
         raise AssertionError("abort returned")  # pragma: no cover
 
-    async def StreamComplete(  # noqa: N802
-        self, request: pb.CompleteRequest, context: Context
+    async def stream_complete(
+        self, request: pb.CompleteRequest, context: Context, caller: Caller | None
     ) -> AsyncIterator[pb.StreamCompleteResponse]:
         failure: SwitchboardError
-        caller: Caller | None = None
         try:
-            caller = self._auth.authenticate(context.invocation_metadata())
             domain_request = self._admit(request, caller, context)
             events = self._gateway.stream(domain_request, deadline=self._deadline(context))
             async with contextlib.aclosing(events):
@@ -87,15 +86,9 @@ class GatewayServicer(pb_grpc.GatewayServicer):
             failure = SwitchboardError("internal error; the server log has the details")
         await abort(context, failure)
 
-    async def ListModels(  # noqa: N802
-        self, request: pb.ListModelsRequest, context: Context
+    async def list_models(
+        self, request: pb.ListModelsRequest, context: Context, caller: Caller | None
     ) -> pb.ListModelsResponse:
-        try:
-            caller = self._auth.authenticate(context.invocation_metadata())
-        except SwitchboardError as err:
-            _log(err, "ListModels", None)
-            await abort(context, err)
-            raise AssertionError("abort returned") from None  # pragma: no cover
         settings = self._gateway.settings
         wall_offset = time.time() - self._clock()
         groups = [
