@@ -160,10 +160,6 @@ class Gateway:
         await self._provider.aclose()
 
     @property
-    def router(self) -> Router:
-        return self._router
-
-    @property
     def admission(self) -> Admission:
         return self._admission
 

@@ -78,10 +78,6 @@ class Admission:
             limiter.configure(deployment_key(deployment.id), deployment.rpm, deployment.tpm)
 
     @property
-    def window_seconds(self) -> float:
-        return self._limiter.window_seconds
-
-    @property
     def open_count(self) -> int:
         """Reservations taken and not yet settled."""
         return self._open

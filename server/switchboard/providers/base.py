@@ -53,3 +53,15 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release pooled connections at shutdown."""
         ...
+
+
+def configured_price(deployment: Deployment, usage: Usage) -> float | None:
+    """The call's cost at the config's own per-token prices; None when it sets neither.
+
+    Configured prices win over any price table: they are what the operator pays.
+    """
+    if deployment.input_cost_per_token is None and deployment.output_cost_per_token is None:
+        return None
+    return (deployment.input_cost_per_token or 0.0) * usage.input_tokens + (
+        deployment.output_cost_per_token or 0.0
+    ) * usage.output_tokens

@@ -57,6 +57,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from switchboard.providers.base import configured_price
 from switchboard.providers.openai_wire import request_fields
 from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
 from switchboard.providers.tokens import PromptEstimator
@@ -100,13 +101,9 @@ class LitellmProvider:
         return _LitellmStream(raw, deployment.id, self._wall_clock)
 
     def price(self, deployment: Deployment, usage: Usage) -> float:
-        if (
-            deployment.input_cost_per_token is not None
-            or deployment.output_cost_per_token is not None
-        ):
-            return (deployment.input_cost_per_token or 0.0) * usage.input_tokens + (
-                deployment.output_cost_per_token or 0.0
-            ) * usage.output_tokens
+        configured = configured_price(deployment, usage)
+        if configured is not None:
+            return configured
         if deployment.model in self._unpriced:
             return 0.0
         try:

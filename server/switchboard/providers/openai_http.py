@@ -64,6 +64,7 @@ from switchboard.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from switchboard.providers.base import configured_price
 from switchboard.providers.openai_wire import request_fields
 from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
 from switchboard.providers.sse import DONE, SseDecoder
@@ -153,11 +154,8 @@ class OpenAIHttpProvider:
         return self._estimate(request)
 
     def price(self, deployment: Deployment, usage: Usage) -> float:
-        if deployment.input_cost_per_token is None and deployment.output_cost_per_token is None:
-            return self._fallback_price(deployment, usage)
-        return (deployment.input_cost_per_token or 0.0) * usage.input_tokens + (
-            deployment.output_cost_per_token or 0.0
-        ) * usage.output_tokens
+        configured = configured_price(deployment, usage)
+        return self._fallback_price(deployment, usage) if configured is None else configured
 
     async def complete(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float

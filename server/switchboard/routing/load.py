@@ -27,6 +27,3 @@ class InFlight:
 
     def __getitem__(self, deployment_id: str) -> int:
         return self._counts.get(deployment_id, 0)
-
-    def total(self) -> int:
-        return sum(self._counts.values())
