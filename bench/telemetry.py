@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
-from tests.integration.procs import Proc, gateway_config, start_sim
+from tests.integration.procs import Proc, gateway_config, start_rotel, start_sim
 
 MODES = ("off", "on", "sampled", "export")
 
@@ -51,18 +50,8 @@ def main() -> int:
     if args.serve:
         return serve(args.serve, args.config)
 
-    import rotel
-
     sim_proc, sim_url = start_sim(profile="instant")
-    collector_port = _free_port()
-    rotel_args = [
-        str(Path(rotel.__file__).parent / "rotel-agent"),
-        "start",
-        "--otlp-grpc-endpoint", f"127.0.0.1:{collector_port}",
-        "--otlp-http-endpoint", f"127.0.0.1:{_free_port()}",
-        "--exporter", "blackhole",
-    ]  # fmt: skip
-    collector = Proc(rotel_args, ready=re.compile(r"Starting Rotel"), stream="stdout")
+    collector = start_rotel(["--exporter", "blackhole"])
     gateways: dict[str, Proc] = {}
     addresses: dict[str, str] = {}
     results: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -71,7 +60,7 @@ def main() -> int:
             for mode in MODES:
                 telemetry: dict[str, object] = {}
                 if mode == "export":
-                    telemetry = {"otlp_endpoint": f"http://127.0.0.1:{collector_port}"}
+                    telemetry = {"otlp_endpoint": f"http://127.0.0.1:{collector.grpc_port}"}
                 config = gateway_config(
                     sim_url,
                     {"chat": ["instant"]},
@@ -92,7 +81,7 @@ def main() -> int:
         finally:
             for proc in gateways.values():
                 proc.terminate()
-            collector.terminate()
+            collector.proc.terminate()
             sim_proc.terminate()
     report(results, args)
     return 0
@@ -182,13 +171,6 @@ def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
         rate = statistics.mean(results[mode])
         rounds = ", ".join(f"{r:.0f}" for r in results[mode])
         print(f"  {mode:7s} {rate:8.1f} calls/s  ({rate / base:6.1%} of off)  rounds: {rounds}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 if __name__ == "__main__":

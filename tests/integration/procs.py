@@ -10,10 +10,12 @@ import atexit
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -26,8 +28,16 @@ START_TIMEOUT_S = 60.0
 class Proc:
     """A child process whose output is drained on threads, so it never blocks."""
 
-    def __init__(self, args: list[str], *, ready: re.Pattern[str], stream: str) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        ready: re.Pattern[str],
+        stream: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`env` adds to (or overrides) this process's environment for the child only."""
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
@@ -131,7 +141,9 @@ def gateway_config(
     return config
 
 
-def start_gateway(config: dict[str, object], directory: Path) -> tuple[Proc, str]:
+def start_gateway(
+    config: dict[str, object], directory: Path, env: Mapping[str, str] | None = None
+) -> tuple[Proc, str]:
     path = directory / "switchboard.yaml"
     path.write_text(yaml.safe_dump(config))
     args = [
@@ -142,7 +154,7 @@ def start_gateway(config: dict[str, object], directory: Path) -> tuple[Proc, str
         "--listen",
         "127.0.0.1:0",
     ]
-    proc = Proc(args, ready=re.compile(r"serving on (\S+:\d+)"), stream="stdout")
+    proc = Proc(args, ready=re.compile(r"serving on (\S+:\d+)"), stream="stdout", env=env)
     return proc, proc.match.group(1)
 
 
@@ -155,3 +167,36 @@ def assert_provider_path(proc: Proc, provider_path: str) -> None:
     else:
         assert said is not None, output
         assert "no deployment is eligible" not in said.group(1), said.group(0)
+
+
+@dataclass(frozen=True)
+class Collector:
+    """rotel, a real OpenTelemetry collector from PyPI, and where it listens for OTLP."""
+
+    proc: Proc
+    grpc_port: int
+    http_port: int
+
+
+def start_rotel(exporter: Sequence[str]) -> Collector:
+    """rotel receiving OTLP on free loopback ports; `exporter` says where it sends."""
+    import rotel
+
+    grpc_port, http_port = free_port(), free_port()
+    args = [
+        str(Path(rotel.__file__).parent / "rotel-agent"),
+        "start",
+        "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
+        "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
+        *exporter,
+    ]  # fmt: skip
+    proc = Proc(args, ready=re.compile(r"Starting Rotel"), stream="stdout")
+    return Collector(proc, grpc_port, http_port)
+
+
+def free_port() -> int:
+    """A loopback port free now (for tools that cannot bind port 0 and say which they got)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -414,16 +414,7 @@ def server(sim: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     # retention, not a leak. A fixed threshold returns them to the system, so
     # RSS measures what the server really holds.
     allocator = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2"}
-    saved = {name: os.environ.get(name) for name in allocator}
-    os.environ.update(allocator)
-    try:
-        proc, address = start_gateway(config, tmp_path_factory.mktemp("hostile"))
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    proc, address = start_gateway(config, tmp_path_factory.mktemp("hostile"), env=allocator)
     yield proc, address
     assert proc.terminate() == 0, proc.output()
 

@@ -8,34 +8,21 @@ metrics must arrive with their GenAI attributes, and no prompt anywhere.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-import rotel
 
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 
 from .otlp_sink import OtlpSink, attributes
-from .procs import Proc, gateway_config, start_gateway
+from .procs import Collector, gateway_config, start_gateway, start_rotel
 
 pytestmark = pytest.mark.integration
 
-ROTEL = Path(rotel.__file__).parent / "rotel-agent"
 PROMPT = "Say hi to the collector"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -46,56 +33,38 @@ async def sink() -> AsyncIterator[OtlpSink]:
     await receiver.stop()
 
 
-def _start_rotel(sink_port: int) -> tuple[Proc, int, int]:
-    grpc_port, http_port = _free_port(), _free_port()
-    args = [
-        str(ROTEL),
-        "start",
-        "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
-        "--otlp-http-endpoint", f"127.0.0.1:{http_port}",
-        "--exporter", "otlp",
-        "--otlp-exporter-endpoint", f"http://127.0.0.1:{sink_port}",
-        "--otlp-exporter-protocol", "grpc",
-        "--batch-timeout", "100ms",
-    ]  # fmt: skip
-    return Proc(args, ready=re.compile(r"Starting Rotel"), stream="stdout"), grpc_port, http_port
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """OTEL_* variables for the gateway process started inside, as an operator would set them."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def _start_rotel(sink_port: int) -> Collector:
+    """rotel forwarding everything it receives to the test's receiver."""
+    return start_rotel(
+        [
+            "--exporter", "otlp",
+            "--otlp-exporter-endpoint", f"http://127.0.0.1:{sink_port}",
+            "--otlp-exporter-protocol", "grpc",
+            "--batch-timeout", "100ms",
+        ]
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("route", ["grpc-from-config", "http-from-otel-env"])
 async def test_spans_and_metrics_reach_a_real_receiver(
     sim: str, sink: OtlpSink, tmp_path: Path, route: str
 ) -> None:
-    collector, grpc_port, http_port = _start_rotel(sink.port)
+    collector = _start_rotel(sink.port)
     telemetry: dict[str, object] = {
         "service_name": "switchboard-e2e",
         "metric_export_interval_seconds": 0.5,
     }
     env: dict[str, str] = {}
     if route == "grpc-from-config":
-        telemetry["otlp_endpoint"] = f"http://127.0.0.1:{grpc_port}"
+        telemetry["otlp_endpoint"] = f"http://127.0.0.1:{collector.grpc_port}"
     else:
         env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{http_port}",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.http_port}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         }
     config = gateway_config(sim, {"chat": ["instant"]}, switchboard={"telemetry": telemetry})
-    with _environment(env):
-        gateway, address = start_gateway(config, tmp_path)
+    # OTEL_* variables for the gateway process only, as an operator would set them.
+    gateway, address = start_gateway(config, tmp_path, env=env)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pb_grpc.GatewayStub(channel)
@@ -117,7 +86,7 @@ async def test_spans_and_metrics_reach_a_real_receiver(
         await sink.wait_for(arrived)
     finally:
         assert gateway.terminate() == 0, gateway.output()
-        collector.terminate()
+        collector.proc.terminate()
 
     spans = {span.name: span for span in sink.spans()}
     server = attributes(spans["switchboard.v1.Gateway/Complete"].attributes)
