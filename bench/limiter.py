@@ -8,8 +8,11 @@ Run from the repository root, after ``maturin develop --release``::
 Prints, in one run:
 
 1. ns per ``try_acquire`` + ``commit`` pair from Python (the loop included),
-   on 1 key and spread over 10,000 keys, for the native limiter and for
-   ``TwinLimiter`` below (the same algorithm in pure Python), and the ratio.
+   on 1 key, spread over 10,000 keys, and on 2 keys per call (a deployment
+   and a caller, the gateway's usual shape): for the native limiter naming
+   keys by str and by ``Handle`` (resolved once with ``RateLimiter.handle``),
+   measured alternately in the same run, and for ``TwinLimiter`` below (the
+   same algorithm in pure Python, by str), with its ratio to the handle path.
 2. Utilisation in saturating workloads: the tokens (or requests) the native
    limiter admits over the ones an exact sliding log admits, fed the same
    offered load at the same explicit times; the most the native limiter
@@ -28,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from switchboard.limits import RateLimiter, Ticket
+from switchboard.limits import Handle, RateLimiter, Ticket
 
 TICKS = 1 << 30  # ticks per second, as in the native core
 BUCKETS = 1024  # per window
@@ -164,27 +167,66 @@ class TwinLimiter:
 # --- speed ---------------------------------------------------------------------
 
 
-def ns_per_pair(limiter: RateLimiter | TwinLimiter, keys: int, pairs: int) -> float:
-    """Best of three runs: ns per try_acquire + commit, the loop included."""
-    names = [(f"deployment:{i}",) for i in range(keys)]
-    for (name,) in names:
-        limiter.configure(name, 10**15, 10**15)
+Keys = tuple[str, ...] | tuple[Handle, ...] | Handle
+
+
+def key_sets(keys: int, per_call: int) -> list[tuple[str, ...]]:
+    """The keys of each call: one deployment each, or one and a caller."""
+    callers = ("key:caller",) * (per_call - 1)
+    return [(f"deployment:{i}", *callers) for i in range(keys)]
+
+
+def configure(limiter: RateLimiter | TwinLimiter, sets: list[tuple[str, ...]]) -> None:
+    for names in sets:
+        for name in names:
+            limiter.configure(name, 10**15, 10**15)
+
+
+def as_handles(limiter: RateLimiter, sets: list[tuple[str, ...]]) -> list[Keys]:
+    """Each call's keys as handles: one alone, several in a tuple."""
+    handles = [tuple(limiter.handle(name) for name in names) for names in sets]
+    return [hs[0] if len(hs) == 1 else hs for hs in handles]
+
+
+def run_pairs(limiter: RateLimiter | TwinLimiter, calls: list[Keys], pairs: int) -> float:
+    """One timed run: ns per try_acquire + commit, the loop included."""
     acquire, commit = limiter.try_acquire, limiter.commit
-    best = math.inf
+    cycle = calls * (pairs // len(calls)) if len(calls) > 1 else None
+    start = time.perf_counter_ns()
+    if cycle is None:
+        one = calls[0]
+        for _ in range(pairs):
+            ticket = acquire(one, 500)  # type: ignore[arg-type]
+            commit(ticket, 420)  # type: ignore[arg-type]
+    else:
+        for keys in cycle:
+            ticket = acquire(keys, 500)  # type: ignore[arg-type]
+            commit(ticket, 420)  # type: ignore[arg-type]
+    return (time.perf_counter_ns() - start) / pairs
+
+
+def native_ns(keys: int, per_call: int, pairs: int) -> tuple[float, float]:
+    """Best of three runs each, by str and by handle, alternating."""
+    sets = key_sets(keys, per_call)
+    by_str, by_handle = RateLimiter(60.0), RateLimiter(60.0)
+    configure(by_str, sets)
+    configure(by_handle, sets)
+    str_calls: list[Keys] = list(sets)
+    handle_calls = as_handles(by_handle, sets)
+    best_str = best_handle = math.inf
     for _ in range(3):
-        cycle = names * (pairs // keys) if keys > 1 else None
-        start = time.perf_counter_ns()
-        if cycle is None:
-            one = names[0]
-            for _ in range(pairs):
-                ticket = acquire(one, 500)
-                commit(ticket, 420)  # type: ignore[arg-type]
-        else:
-            for name in cycle:
-                ticket = acquire(name, 500)
-                commit(ticket, 420)  # type: ignore[arg-type]
-        best = min(best, (time.perf_counter_ns() - start) / pairs)
-    return best
+        best_str = min(best_str, run_pairs(by_str, str_calls, pairs))
+        best_handle = min(best_handle, run_pairs(by_handle, handle_calls, pairs))
+    return best_str, best_handle
+
+
+def twin_ns(keys: int, per_call: int, pairs: int) -> float:
+    """Best of three runs: the pure-Python twin, by str."""
+    sets = key_sets(keys, per_call)
+    twin = TwinLimiter(60.0)
+    configure(twin, sets)
+    calls: list[Keys] = list(sets)
+    return min(run_pairs(twin, calls, pairs) for _ in range(3))
 
 
 # --- utilisation ---------------------------------------------------------------
@@ -300,11 +342,17 @@ def main() -> None:
     pairs = args.pairs - args.pairs % 10_000 or 10_000
 
     print(f"try_acquire + commit from Python, ns per pair (best of 3 x {pairs:,}):")
-    print(f"  {'keys':>7} {'native':>9} {'python twin':>12} {'twin/native':>12}")
-    for keys in (1, 10_000):
-        native = ns_per_pair(RateLimiter(60.0), keys, pairs)
-        twin = ns_per_pair(TwinLimiter(60.0), keys, max(pairs // 10, 10_000))
-        print(f"  {keys:>7,} {native:>9.0f} {twin:>12.0f} {twin / native:>11.1f}x")
+    print(
+        f"  {'keys':>13} {'native str':>11} {'native handle':>14} {'python twin':>12}"
+        f" {'twin/handle':>12}"
+    )
+    for label, keys, per_call in (("1", 1, 1), ("10,000", 10_000, 1), ("2 per call", 1, 2)):
+        str_ns, handle_ns = native_ns(keys, per_call, pairs)
+        twin = twin_ns(keys, per_call, max(pairs // 10, 10_000))
+        print(
+            f"  {label:>13} {str_ns:>11.0f} {handle_ns:>14.0f} {twin:>12.0f}"
+            f" {twin / handle_ns:>11.1f}x"
+        )
     loop = min(_empty_loop(pairs) for _ in range(3))
     print(f"  (the bare Python loop costs {loop:.0f} ns of each pair)")
 

@@ -1,4 +1,4 @@
-//! The limiter's errors: bad input, and misuse of a ticket.
+//! The limiter's errors: bad input, and misuse of a ticket or a handle.
 //!
 //! A denial is not an error: see [`crate::Denied`].
 
@@ -17,6 +17,8 @@ pub enum Error {
     AlreadySettled,
     /// The ticket was issued by another limiter.
     ForeignTicket,
+    /// The handle was issued by another limiter.
+    ForeignHandle,
     /// More keys than a limiter can hold (2^32).
     TooManyKeys,
 }
@@ -37,6 +39,7 @@ impl fmt::Display for Error {
             Error::ZeroLimit => f.write_str("a limit must be at least 1 (use None for unlimited)"),
             Error::AlreadySettled => f.write_str("ticket already committed or released"),
             Error::ForeignTicket => f.write_str("ticket was issued by another limiter"),
+            Error::ForeignHandle => f.write_str("handle was issued by another limiter"),
             Error::TooManyKeys => f.write_str("too many keys for one limiter"),
         }
     }

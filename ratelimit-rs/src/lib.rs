@@ -3,6 +3,8 @@
 //!
 //! - [`Limiter`]: keys, their [`Quota`]s, and all-or-none admission on
 //!   several keys ([`Ticket`] or [`Denied`]), settled by commit or release.
+//! - [`Handle`]: a key resolved once, so the hot path neither hashes nor
+//!   compares its name; [`Key`] is what `try_acquire` takes (names, handles).
 //! - [`window`]: one key's buckets; the algorithm and its bounds.
 //! - [`Time`] and [`Span`]: ticks of 2^-30 s, exact from `f64` seconds.
 //! - [`Clock`]: [`MonotonicClock`] (agrees with Python's `time.monotonic()`)
@@ -15,6 +17,7 @@
 mod clock;
 mod denied;
 mod errors;
+mod handle;
 mod limiter;
 mod quota;
 mod ticket;
@@ -27,6 +30,7 @@ mod python;
 pub use clock::{Clock, FakeClock, MonotonicClock};
 pub use denied::Denied;
 pub use errors::Error;
+pub use handle::{Handle, Key, KeyRef};
 pub use limiter::Limiter;
 pub use quota::{Headroom, Quota};
 pub use ticket::Ticket;

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use crate::clock::{Clock, MonotonicClock};
 use crate::denied::Denied;
 use crate::errors::Error;
+use crate::handle::{Handle, Key, KeyRef, UNRESOLVED};
 use crate::quota::{Headroom, Quota};
 use crate::ticket::{Hold, Ticket};
 use crate::time::{Span, Time};
@@ -58,7 +59,10 @@ pub struct Limiter<C = MonotonicClock> {
 /// One lock's worth of keys: their names and windows.
 struct Shard {
     index: HashTable<(Box<str>, u32)>,
-    windows: Vec<Window>,
+    /// Boxed, so that a key's window never moves: a handle may ask the CPU
+    /// to fetch it before taking the lock.
+    #[allow(clippy::vec_box)]
+    windows: Vec<Box<Window>>,
 }
 
 impl Shard {
@@ -67,6 +71,20 @@ impl Shard {
         self.index
             .find(hash, |(k, _)| &**k == key)
             .map(|&(_, slot)| slot)
+    }
+
+    /// The slot of a key, if it is configured; `hash` is the hash of its
+    /// name. A handle seen configured for the first time remembers its slot.
+    #[inline(always)]
+    fn slot(&self, key: KeyRef<'_>, hash: u64) -> Option<u32> {
+        match key {
+            KeyRef::Name(name) => self.find(hash, name),
+            KeyRef::Handle(handle) => handle.slot().or_else(|| {
+                let slot = self.find(hash, handle.key())?;
+                handle.resolve(slot, &self.windows[slot as usize]);
+                Some(slot)
+            }),
+        }
     }
 }
 
@@ -135,6 +153,22 @@ impl<C: Clock> Limiter<C> {
         self.shards[shard as usize].0.lock()
     }
 
+    /// A key's hash and shard; a handle's were found once.
+    ///
+    /// # Panics
+    ///
+    /// If `key` is a handle from another limiter.
+    #[inline(always)]
+    fn place(&self, key: KeyRef<'_>) -> (u64, u32) {
+        match key {
+            KeyRef::Name(name) => self.locate(name),
+            KeyRef::Handle(handle) => {
+                assert!(self.owns(handle), "{}", Error::ForeignHandle);
+                (handle.hash, handle.shard)
+            }
+        }
+    }
+
     /// Set a key's limits. A key seen before keeps its history: what it has
     /// admitted in the window still counts against the new limits.
     pub fn configure(&self, key: &str, quota: Quota) -> Result<(), Error> {
@@ -144,14 +178,47 @@ impl<C: Clock> Limiter<C> {
             shard.windows[slot as usize].set_quota(quota);
             return Ok(());
         }
-        let slot = u32::try_from(shard.windows.len()).map_err(|_| Error::TooManyKeys)?;
-        shard.windows.push(Window::new(quota));
+        let slot = u32::try_from(shard.windows.len())
+            .ok()
+            .filter(|&slot| slot != UNRESOLVED)
+            .ok_or(Error::TooManyKeys)?;
+        shard.windows.push(Box::new(Window::new(quota)));
         let hasher = &self.hasher;
         shard
             .index
             .insert_unique(hash, (key.into(), slot), |(k, _)| hasher.hash_one(&**k));
         self.keys.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A handle of `key`, for naming it in [`Limiter::try_acquire`] without
+    /// hashing and comparing its name on every request. The key need not be
+    /// configured yet: a handle always means what the key's name means.
+    ///
+    /// ```
+    /// use ratelimit::{Limiter, Quota, Span, TICKS_PER_SECOND};
+    /// let limiter = Limiter::new(Span::from_ticks(60 * TICKS_PER_SECOND).unwrap());
+    /// let caller = limiter.handle("key:3f2a"); // not configured: unlimited
+    /// limiter.try_acquire(&[&caller], 1_000).unwrap();
+    /// limiter.configure("key:3f2a", Quota::new(None, Some(1_500)).unwrap()).unwrap();
+    /// assert!(limiter.try_acquire(&[&caller], 1_000).is_ok()); // limited from now on
+    /// assert!(limiter.try_acquire(&[&caller], 1_000).is_err());
+    /// ```
+    pub fn handle(&self, key: &str) -> Handle {
+        let (hash, shard) = self.locate(key);
+        let shard_guard = self.lock(shard);
+        let slot = shard_guard.find(hash, key);
+        let handle = Handle::new(self.id, hash, shard, key);
+        if let Some(slot) = slot {
+            handle.resolve(slot, &shard_guard.windows[slot as usize]);
+        }
+        handle
+    }
+
+    /// Whether `handle` was issued by this limiter.
+    #[inline]
+    pub fn owns(&self, handle: &Handle) -> bool {
+        handle.limiter == self.id
     }
 
     /// Run `f` on a configured key's window, moved to `now` if given.
@@ -187,33 +254,58 @@ impl<C: Clock> Limiter<C> {
     }
 
     /// [`Limiter::try_acquire_at`] the clock's time.
-    pub fn try_acquire<K: AsRef<str>>(&self, keys: &[K], tokens: u64) -> Result<Ticket, Denied> {
-        self.try_acquire_at(keys, tokens, self.clock.now())
+    pub fn try_acquire<K: Key>(&self, keys: &[K], tokens: u64) -> Result<Ticket, Denied> {
+        self.try_acquire_now(keys, tokens).0
+    }
+
+    /// [`Limiter::try_acquire`], and the time it ran at. The windows of the
+    /// handles among `keys` are fetched into the cache while the clock is
+    /// read.
+    #[inline]
+    pub(crate) fn try_acquire_now<K: Key>(
+        &self,
+        keys: &[K],
+        tokens: u64,
+    ) -> (Result<Ticket, Denied>, Time) {
+        for key in keys {
+            if let KeyRef::Handle(handle) = key.key_ref() {
+                handle.prefetch();
+            }
+        }
+        let now = self.clock.now();
+        (self.try_acquire_at(keys, tokens, now), now)
     }
 
     /// Reserve one request and `tokens` tokens on every limited key in `keys`
     /// at `now`, or, if any of them cannot take it, on none.
     ///
-    /// Keys never configured are unlimited and hold nothing; a key named
-    /// twice counts once. On refusal, [`Denied`] names the key with the
-    /// longest wait and when the same request would fit on all of them.
-    pub fn try_acquire_at<K: AsRef<str>>(
+    /// Keys are names, [`Handle`]s, or both ([`KeyRef`]). Keys never
+    /// configured are unlimited and hold nothing; a key named twice counts
+    /// once. On refusal, [`Denied`] names the key with the longest wait and
+    /// when the same request would fit on all of them.
+    ///
+    /// # Panics
+    ///
+    /// If a handle was issued by another limiter (see [`Limiter::owns`]).
+    pub fn try_acquire_at<K: Key>(
         &self,
         keys: &[K],
         tokens: u64,
         now: Time,
     ) -> Result<Ticket, Denied> {
+        if let [key] = keys {
+            return self.acquire_one(key.key_ref(), tokens, now);
+        }
         // (shard, hash, position in `keys`), in lock order.
-        let mut order: SmallVec<[(u32, u64, usize); 4]> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let (hash, shard) = self.locate(k.as_ref());
-                (shard, hash, i)
-            })
-            .collect();
-        if order.len() > 1 {
-            order.sort_unstable_by_key(|&(shard, _, i)| (shard, i));
+        let mut order: SmallVec<[(u32, u64, usize); 4]> = SmallVec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let (hash, shard) = self.place(key.key_ref());
+            order.push((shard, hash, i));
+        }
+        match order.len() {
+            2 if order[1].0 < order[0].0 => order.swap(0, 1),
+            2 => {}
+            _ => order.sort_unstable_by_key(|&(shard, _, i)| (shard, i)),
         }
         let mut shards: SmallVec<[(u32, MutexGuard<'_, Shard>); 4]> = SmallVec::new();
         for &(shard, _, _) in &order {
@@ -229,7 +321,7 @@ impl<C: Clock> Limiter<C> {
             while shards[g].0 != shard {
                 g += 1;
             }
-            if let Some(slot) = shards[g].1.find(hash, keys[i].as_ref()) {
+            if let Some(slot) = shards[g].1.slot(keys[i].key_ref(), hash) {
                 if !named.iter().any(|&(h, s, _)| h == g && s == slot) {
                     named.push((g, slot, i));
                 }
@@ -263,6 +355,33 @@ impl<C: Clock> Limiter<C> {
                 }
             })
             .collect();
+        Ok(Ticket::new(self.id, tokens, holds))
+    }
+
+    /// [`Limiter::try_acquire_at`] on one key: one lock, nothing to order.
+    #[inline]
+    fn acquire_one(&self, key: KeyRef<'_>, tokens: u64, now: Time) -> Result<Ticket, Denied> {
+        let (hash, shard) = self.place(key);
+        let mut guard = self.lock(shard);
+        let Some(slot) = guard.slot(key, hash) else {
+            drop(guard);
+            return Ok(Ticket::new(self.id, tokens, SmallVec::new()));
+        };
+        let window = &mut guard.windows[slot as usize];
+        window.advance(&self.geometry, now);
+        match window.fit(&self.geometry, tokens) {
+            Fit::Now => {}
+            Fit::At(at) => return Err(Denied::NotUntil { key: 0, at }),
+            Fit::Never => return Err(Denied::Never { key: 0 }),
+        }
+        let bucket = window.record(&self.geometry, tokens);
+        drop(guard);
+        let mut holds = SmallVec::new();
+        holds.push(Hold {
+            shard,
+            slot,
+            bucket,
+        });
         Ok(Ticket::new(self.id, tokens, holds))
     }
 

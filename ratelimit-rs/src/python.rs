@@ -3,6 +3,11 @@
 //! Python's `float` seconds become [`Time`] ticks exactly; `now=None` reads
 //! [`MonotonicClock`], which agrees with `time.monotonic()`. Every core
 //! [`Error`] becomes `ValueError`; a wrong type is `TypeError`.
+//!
+//! `try_acquire` + `commit` is the hot path (~125 ns a pair from Python by
+//! handle, about half of it the interpreter's calls and the clock): a lone
+//! `Handle` is admitted without collecting anything, and `Ticket` is a plain
+//! C-API type ([`ticket`]), cheaper to create than a `#[pyclass]`.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -10,8 +15,11 @@ use pyo3::types::{PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
 use crate::{
-    Clock, Denied, Error, Limiter, MonotonicClock, Quota, Span, Ticket, Time, TICKS_PER_SECOND,
+    Clock, Denied, Error, Handle, Key, KeyRef, Limiter, MonotonicClock, Quota, Span, Time,
+    TICKS_PER_SECOND,
 };
+
+mod ticket;
 
 /// The native core's version.
 #[pyfunction]
@@ -61,6 +69,45 @@ impl PyRateLimiter {
         }
     }
 
+    /// A handle of this limiter, or `ValueError`.
+    #[inline]
+    fn own<'a>(&self, handle: &'a PyHandle) -> PyResult<&'a Handle> {
+        if self.inner.owns(&handle.inner) {
+            Ok(&handle.inner)
+        } else {
+            Err(value_error(Error::ForeignHandle))
+        }
+    }
+
+    /// Admit on `keys` at `now` (`None`: the clock, read after asking the
+    /// CPU for the handles' windows); a `Ticket`, or a `Denied` naming the
+    /// refusing key by `name(position)`.
+    #[inline]
+    fn admit<'py, K: Key>(
+        &self,
+        py: Python<'py>,
+        keys: &[K],
+        tokens: u64,
+        now: Option<f64>,
+        name: impl FnOnce(usize) -> PyResult<Py<PyString>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (result, at) = match now {
+            None => self.inner.try_acquire_now(keys, tokens),
+            Some(s) => {
+                let at = Time::from_secs_f64(s).map_err(value_error)?;
+                (self.inner.try_acquire_at(keys, tokens, at), at)
+            }
+        };
+        match result {
+            Ok(ticket) => ticket::new(py, ticket),
+            Err(denied) => {
+                let key = name(denied.key())?;
+                Ok(Bound::new(py, PyDenied::new(key, &denied, at, now))?.into_any())
+            }
+        }
+    }
+
+    /// Admit on the keys in `items`: each a str or a handle of this limiter.
     fn acquire<'py>(
         &self,
         py: Python<'py>,
@@ -68,26 +115,28 @@ impl PyRateLimiter {
         tokens: u64,
         now: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let at = self.time(now)?;
-        let mut names: SmallVec<[&str; 4]> = SmallVec::with_capacity(items.len());
+        let mut keys: SmallVec<[KeyRef<'_>; 4]> = SmallVec::with_capacity(items.len());
         for item in items {
-            let key = item.cast::<PyString>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "keys must be str, got {}",
+            if let Ok(handle) = item.cast_exact::<PyHandle>() {
+                keys.push(KeyRef::Handle(self.own(handle.get())?));
+            } else if let Ok(name) = item.cast::<PyString>() {
+                keys.push(KeyRef::Name(name.to_str()?));
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "keys must be str or Handle, got {}",
                     item.get_type()
                         .name()
                         .map_or_else(|_| "?".into(), |n| n.to_string())
-                ))
-            })?;
-            names.push(key.to_str()?);
-        }
-        match self.inner.try_acquire_at(&names, tokens, at) {
-            Ok(ticket) => Ok(Bound::new(py, PyTicket { inner: ticket })?.into_any()),
-            Err(denied) => {
-                let key = items[denied.key()].cast::<PyString>()?.clone().unbind();
-                Ok(Bound::new(py, PyDenied::new(key, &denied, at, now))?.into_any())
+                )));
             }
         }
+        self.admit(py, &keys, tokens, now, |i| {
+            let item = &items[i];
+            Ok(match item.cast_exact::<PyHandle>() {
+                Ok(handle) => handle.get().key.clone_ref(py),
+                Err(_) => item.cast::<PyString>()?.clone().unbind(),
+            })
+        })
     }
 }
 
@@ -131,6 +180,16 @@ impl PyRateLimiter {
         self.inner.configure(key, quota).map_err(value_error)
     }
 
+    /// A handle of `key`: name the key by it in `try_acquire`, without
+    /// hashing or comparing its name on every request. It means what the
+    /// name means, whenever it is used (configured before or after, or never).
+    fn handle(&self, key: &Bound<'_, PyString>) -> PyResult<PyHandle> {
+        Ok(PyHandle {
+            inner: self.inner.handle(key.to_str()?),
+            key: key.clone().unbind(),
+        })
+    }
+
     /// Reserve one request and `tokens` on every key, or on none.
     #[pyo3(signature = (keys, tokens, now = None))]
     fn try_acquire<'py>(
@@ -141,7 +200,13 @@ impl PyRateLimiter {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = keys.py();
         let tokens = count(tokens, "tokens", 0)?;
-        if let Ok(tuple) = keys.cast::<PyTuple>() {
+        if let Ok(handle) = keys.cast_exact::<PyHandle>() {
+            // The hot path: one handle, nothing to collect.
+            let key = self.own(handle.get())?;
+            self.admit(py, &[key], tokens, now, |_| {
+                Ok(handle.get().key.clone_ref(py))
+            })
+        } else if let Ok(tuple) = keys.cast::<PyTuple>() {
             self.acquire(py, tuple.as_slice(), tokens, now)
         } else if let Ok(list) = keys.cast::<PyList>() {
             let items: SmallVec<[Bound<'py, PyAny>; 4]> = list.iter().collect();
@@ -162,12 +227,12 @@ impl PyRateLimiter {
     #[pyo3(signature = (ticket, actual_tokens, now = None))]
     fn commit(
         &self,
-        ticket: &Bound<'_, PyTicket>,
+        ticket: &Bound<'_, PyAny>,
         actual_tokens: &Bound<'_, PyAny>,
         now: Option<f64>,
     ) -> PyResult<()> {
+        let ticket = ticket::get(ticket)?;
         let actual = count(actual_tokens, "actual_tokens", 0)?;
-        let ticket = &ticket.get().inner;
         match now {
             None => self.inner.commit(ticket, actual),
             Some(_) => self.inner.commit_at(ticket, actual, self.time(now)?),
@@ -177,8 +242,8 @@ impl PyRateLimiter {
 
     /// Refund the reservation entirely.
     #[pyo3(signature = (ticket, now = None))]
-    fn release(&self, ticket: &Bound<'_, PyTicket>, now: Option<f64>) -> PyResult<()> {
-        let ticket = &ticket.get().inner;
+    fn release(&self, ticket: &Bound<'_, PyAny>, now: Option<f64>) -> PyResult<()> {
+        let ticket = ticket::get(ticket)?;
         match now {
             None => self.inner.release(ticket),
             Some(_) => self.inner.release_at(ticket, self.time(now)?),
@@ -206,45 +271,29 @@ impl PyRateLimiter {
     }
 }
 
-/// An admission: settle it once with `commit` or `release`.
-#[pyclass(
-    frozen,
-    freelist = 64,
-    module = "switchboard._ratelimit",
-    name = "Ticket"
-)]
-struct PyTicket {
-    inner: Ticket,
+/// A key of one limiter, resolved once: pass it to `try_acquire` in place
+/// of the key's name (alone, or among others in a tuple or list).
+#[pyclass(frozen, module = "switchboard._ratelimit", name = "Handle")]
+struct PyHandle {
+    inner: Handle,
+    key: Py<PyString>,
 }
 
 #[pymethods]
-impl PyTicket {
-    /// Tokens reserved on each key.
+impl PyHandle {
+    /// The key's name.
     #[getter]
-    fn tokens(&self) -> u64 {
-        self.inner.tokens()
+    fn key(&self, py: Python<'_>) -> Py<PyString> {
+        self.key.clone_ref(py)
     }
 
-    /// Whether the ticket was committed or released.
-    #[getter]
-    fn settled(&self) -> bool {
-        self.inner.is_settled()
-    }
-
-    fn __bool__(&self) -> bool {
-        true
-    }
-
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "Ticket(tokens={}, keys_held={}, settled={})",
-            self.inner.tokens(),
-            self.inner.keys_held(),
-            if self.inner.is_settled() {
-                "True"
-            } else {
-                "False"
-            }
+            "Handle({})",
+            self.key
+                .bind(py)
+                .repr()
+                .map_or_else(|_| "?".into(), |r| r.to_string())
         )
     }
 }
@@ -328,7 +377,8 @@ impl PyDenied {
 fn _ratelimit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_class::<PyRateLimiter>()?;
-    m.add_class::<PyTicket>()?;
+    m.add_class::<PyHandle>()?;
+    ticket::add_to(m)?;
     m.add_class::<PyDenied>()?;
     Ok(())
 }

@@ -11,10 +11,16 @@
 //! - `retry_at` is exact: the same request is refused one tick before it and
 //!   admitted at it;
 //! - a ticket settles once.
+//!
+//! Requests name their keys by str, by handle (taken before any key is
+//! configured, so resolved on first use), or a mix of both, in turn: a
+//! handle must mean exactly what its key's name means.
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use ratelimit::{Denied, Error, FakeClock, Limiter, Quota, Span, Ticket, Time, TICKS_PER_SECOND};
+use ratelimit::{
+    Denied, Error, FakeClock, Handle, KeyRef, Limiter, Quota, Span, Ticket, Time, TICKS_PER_SECOND,
+};
 
 const NAMES: [&str; 4] = ["k0", "k1", "k2", "unconfigured"];
 const LIMITED: usize = 3;
@@ -167,6 +173,10 @@ impl Log {
 
 struct Run {
     limiter: Limiter<FakeClock>,
+    /// A handle of each of `NAMES`, taken before any was configured.
+    handles: Vec<Handle>,
+    /// Acquisitions so far: by name, by handle and mixed, in turn.
+    acquisitions: usize,
     log: Log,
     window: i64,
     width: i64,
@@ -201,7 +211,17 @@ impl Run {
 
     /// Acquire at `self.now` and check it against the log.
     fn acquire(&mut self, keys: &[usize], tokens: u64) -> Result<(), Denied> {
-        let names: Vec<&str> = keys.iter().map(|&k| NAMES[k]).collect();
+        let mode = self.acquisitions % 3;
+        self.acquisitions += 1;
+        let names: Vec<KeyRef<'_>> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| match mode {
+                1 => KeyRef::Handle(&self.handles[k]),
+                2 if i % 2 == 0 => KeyRef::Handle(&self.handles[k]),
+                _ => KeyRef::Name(NAMES[k]),
+            })
+            .collect();
         let mut limited: Vec<usize> = keys.iter().copied().filter(|&k| k < LIMITED).collect();
         limited.sort_unstable();
         limited.dedup();
@@ -360,6 +380,7 @@ impl Run {
 fn run(s: &Scenario) {
     let limiter = Limiter::with_clock(Span::from_ticks(s.window).unwrap(), FakeClock::default());
     assert_eq!(limiter.bucket_width().ticks(), width_of(s.window));
+    let handles = NAMES.iter().map(|name| limiter.handle(name)).collect();
     for (k, l) in s.limits.iter().enumerate() {
         limiter
             .configure(NAMES[k], Quota::new(l.0, l.1).unwrap())
@@ -367,6 +388,8 @@ fn run(s: &Scenario) {
     }
     let mut run = Run {
         limiter,
+        handles,
+        acquisitions: 0,
         log: Log {
             entries: Vec::new(),
             limits: s.limits,

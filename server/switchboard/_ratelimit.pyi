@@ -3,10 +3,19 @@
 from collections.abc import Iterable
 from typing import Literal, final
 
-__all__ = ["Denied", "RateLimiter", "Ticket", "version"]
+__all__ = ["Denied", "Handle", "RateLimiter", "Ticket", "version"]
 
 def version() -> str:
     """The native core's version."""
+
+@final
+class Handle:
+    """A key of one limiter, resolved once: pass it to ``try_acquire`` in place
+    of the key's name (alone, or among others in a tuple or list)."""
+
+    @property
+    def key(self) -> str:
+        """The key's name."""
 
 @final
 class Ticket:
@@ -53,8 +62,12 @@ class RateLimiter:
         """The limiter's clock now, in seconds (agrees with ``time.monotonic()``)."""
     def configure(self, key: str, rpm: int | None, tpm: int | None) -> None:
         """Set a key's limits per window (``None``: unlimited); history is kept."""
+    def handle(self, key: str) -> Handle:
+        """A handle of ``key``: name the key by it in ``try_acquire``, without
+        hashing or comparing its name on every request. It means what the
+        name means, whenever it is used (configured before or after, or never)."""
     def try_acquire(
-        self, keys: Iterable[str], tokens: int, now: float | None = None
+        self, keys: Handle | Iterable[str | Handle], tokens: int, now: float | None = None
     ) -> Ticket | Denied:
         """Reserve one request and ``tokens`` on every key, or on none."""
     def commit(self, ticket: Ticket, actual_tokens: int, now: float | None = None) -> None:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import switchboard.limits as limits
-from switchboard.limits import Denied, RateLimiter, Ticket
+from switchboard.limits import Denied, Handle, RateLimiter, Ticket
 
 WINDOW = 60.0
 TICK = 2.0**-30
@@ -31,12 +31,12 @@ def stamp(limiter: RateLimiter, t: float) -> float:
 
 
 def test_public_names_are_pinned() -> None:
-    assert limits.__all__ == ["Denied", "RateLimiter", "Ticket", "native_version"]
+    assert limits.__all__ == ["Denied", "Handle", "RateLimiter", "Ticket", "native_version"]
     assert limits.native_version() == "0.1.0"
 
 
 def test_the_classes_are_the_native_ones() -> None:
-    for cls in (RateLimiter, Ticket, Denied):
+    for cls in (RateLimiter, Ticket, Denied, Handle):
         assert cls.__module__ == "switchboard._ratelimit"
 
 
@@ -345,3 +345,117 @@ def test_threads_crossing_keys_do_not_deadlock() -> None:
     for t in threads:
         t.join(timeout=10)
         assert not t.is_alive()
+
+
+# --- handles -------------------------------------------------------------------
+
+
+def test_a_handle_admits_as_its_name_does(limiter: RateLimiter) -> None:
+    limiter.configure("deployment:a", 2, 100)
+    a = limiter.handle("deployment:a")
+    assert isinstance(a, Handle)
+    assert a.key == "deployment:a"
+    assert repr(a) == "Handle('deployment:a')"
+    ticket = limiter.try_acquire(a, 60, now=0.0)
+    assert isinstance(ticket, Ticket)
+    limiter.commit(ticket, 30, now=0.0)
+    assert limiter.headroom("deployment:a", now=0.0) == (1, 70)
+    denied = limiter.try_acquire((a,), 71, now=1.0)
+    assert isinstance(denied, Denied)
+    assert denied.key == "deployment:a"
+    by_name = limiter.try_acquire(["deployment:a"], 71, now=1.0)
+    assert isinstance(by_name, Denied)
+    assert (denied.retry_at, denied.retry_after) == (by_name.retry_at, by_name.retry_after)
+    ticket = limiter.try_acquire([a], 70, now=1.0)
+    assert isinstance(ticket, Ticket)
+    limiter.release(ticket)
+    assert limiter.headroom("deployment:a", now=1.0) == (1, 70)
+
+
+def test_a_handle_cannot_be_built_or_changed(limiter: RateLimiter) -> None:
+    with pytest.raises(TypeError):
+        Handle()  # type: ignore[call-arg]
+    a = limiter.handle("a")
+    with pytest.raises(AttributeError):
+        a.key = "b"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        limiter.handle(3)  # type: ignore[arg-type]
+
+
+def test_a_handle_of_another_limiter_is_a_value_error(limiter: RateLimiter) -> None:
+    other = RateLimiter(WINDOW)
+    for each in (limiter, other):
+        each.configure("a", 1, None)
+    foreign = other.handle("a")
+    for keys in (foreign, (foreign,), [limiter.handle("a"), foreign], ["a", foreign]):
+        with pytest.raises(ValueError, match="another limiter"):
+            limiter.try_acquire(keys, 1, now=0.0)
+    # Nothing was reserved by the refused calls.
+    assert limiter.headroom("a", now=0.0) == (1, None)
+    assert other.headroom("a", now=0.0) == (1, None)
+
+
+def test_a_handle_of_an_unconfigured_key_is_unlimited_until_configured(
+    limiter: RateLimiter,
+) -> None:
+    late = limiter.handle("key:late")
+    assert limiter.try_acquire(late, 10**12, now=0.0)
+    assert len(limiter) == 0
+    limiter.configure("key:late", 1, None)
+    assert limiter.try_acquire(late, 5, now=1.0)
+    denied = limiter.try_acquire(late, 5, now=2.0)
+    assert isinstance(denied, Denied)
+    assert denied.key == "key:late"
+
+
+def test_a_handle_stays_valid_when_its_key_is_reconfigured(limiter: RateLimiter) -> None:
+    limiter.configure("a", 10, 100)
+    a = limiter.handle("a")
+    assert limiter.try_acquire(a, 50, now=0.0)
+    for i in range(1_000):  # other keys, some in the same shard, move nothing
+        limiter.configure(f"k{i}", None, None)
+    limiter.configure("a", 10, 60)
+    assert not limiter.try_acquire(a, 11, now=1.0)
+    assert limiter.try_acquire(a, 10, now=1.0)
+    assert limiter.headroom("a", now=1.0) == (8, 0)
+    limiter.configure("a", None, None)
+    assert limiter.try_acquire(a, 1_000, now=1.0)
+
+
+def test_a_key_named_twice_by_handle_or_name_counts_once(limiter: RateLimiter) -> None:
+    limiter.configure("a", 3, None)
+    a, again = limiter.handle("a"), limiter.handle("a")
+    for keys in ((a, a), (a, again), [a, "a"]):
+        ticket = limiter.try_acquire(keys, 1, now=0.0)
+        assert isinstance(ticket, Ticket)
+        assert "keys_held=1" in repr(ticket)
+    assert limiter.headroom("a", now=0.0) == (0, None)
+
+
+def test_handles_and_names_mix_and_the_refusal_names_the_key(limiter: RateLimiter) -> None:
+    limiter.configure("deployment:a", 10, 1_000)
+    limiter.configure("key:caller", 10, 100)
+    deployment, caller = limiter.handle("deployment:a"), limiter.handle("key:caller")
+    assert limiter.try_acquire(caller, 80, now=0.0)
+    denied = limiter.try_acquire([deployment, "free", caller], 50, now=1.0)
+    assert isinstance(denied, Denied)
+    assert denied.key == "key:caller"
+    assert limiter.headroom("deployment:a", now=1.0) == (10, 1_000)
+    ticket = limiter.try_acquire(["deployment:a", caller], 20, now=1.0)
+    assert isinstance(ticket, Ticket)
+    assert limiter.headroom("deployment:a", now=1.0) == (9, 980)
+    with pytest.raises(TypeError, match="keys must be str or Handle"):
+        limiter.try_acquire([deployment, 3], 1, now=1.0)  # type: ignore[list-item]
+
+
+def test_the_implicit_clock_path_takes_handles(limiter: RateLimiter) -> None:
+    limiter.configure("a", 1, None)
+    a = limiter.handle("a")
+    ticket = limiter.try_acquire(a, 0)
+    assert isinstance(ticket, Ticket)
+    denied = limiter.try_acquire(a, 0)
+    assert isinstance(denied, Denied)
+    assert WINDOW - 1.0 < denied.retry_after <= WINDOW + limiter.bucket_seconds
+    limiter.commit(ticket, 0)
+    with pytest.raises(TypeError, match="must be a Ticket"):
+        limiter.commit(denied, 0)  # type: ignore[arg-type]

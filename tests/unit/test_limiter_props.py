@@ -14,6 +14,9 @@ step against a pure-Python sliding log computed in exact rationals:
 - headroom lies between what the log leaves over the two windows;
 - a ticket settles once.
 
+Requests name their keys by str, by ``Handle`` (taken before any key is
+configured; a lone one passed bare), or a mix of both, in turn.
+
 ``LIMITER_EXAMPLES`` sets the number of examples (default 200).
 """
 
@@ -28,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from switchboard.limits import Denied, RateLimiter, Ticket
+from switchboard.limits import Denied, Handle, RateLimiter, Ticket
 
 TICKS = 2**30
 TICK = Fraction(1, TICKS)
@@ -194,6 +197,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 class Run:
     def __init__(self, window: float, start: float, limits: list[Limits]) -> None:
         self.limiter = RateLimiter(window)
+        self.handles = {name: self.limiter.handle(name) for name in NAMES}
+        self.acquisitions = 0
         self.log = SlidingLog(dict(zip(LIMITED, limits, strict=True)))
         for key, (rpm, tpm) in self.log.limits.items():
             self.limiter.configure(key, rpm, tpm)
@@ -236,7 +241,7 @@ class Run:
         extended = self.window + self.width + TICK
         fits_exact = all(self.log.fits(k, tokens, now, self.asked) for k in limited)
         fits_extended = all(self.log.fits(k, tokens, now, extended) for k in limited)
-        result = self.limiter.try_acquire(keys, tokens, now=self.now)
+        result = self.limiter.try_acquire(self.named(keys), tokens, now=self.now)
         if isinstance(result, Ticket):
             assert fits_exact, f"over-admitted at {self.now}: {keys} {tokens}"
             assert result.tokens == tokens
@@ -259,6 +264,15 @@ class Run:
             if fits_exact:
                 assert Fraction(result.retry_at) - now <= self.width
         return result
+
+    def named(self, keys: list[str]) -> list[str] | list[str | Handle] | Handle:
+        """The keys by str, by handle, or mixed, in turn."""
+        mode, self.acquisitions = self.acquisitions % 3, self.acquisitions + 1
+        if mode == 0:
+            return keys
+        if mode == 1 and len(keys) == 1:
+            return self.handles[keys[0]]
+        return [self.handles[k] if mode == 1 or i % 2 else k for i, k in enumerate(keys)]
 
     def take(self, pick: int) -> tuple[Ticket, Entry] | None:
         if not self.open:

@@ -6,15 +6,23 @@ really used, or `release` when it never consumed anything. `Reservation`
 makes the second settlement a no-op instead of an error, so a `finally`
 that releases "whatever is still open" is always safe, and `open_count`
 lets tests prove nothing was left open.
+
+Keys are named to the limiter by `Handle`, resolved once per key this
+admission configures (every deployment, and each caller key passed to
+`configure`), so a reservation neither formats nor hashes key names; a key
+it never configured is passed by name, so no string a caller sends can grow
+memory. With the production clock, `time.monotonic`, the limiter reads that
+same clock itself instead of being handed a float.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from switchboard.config import Deployment
-from switchboard.limits import Denied, RateLimiter, Ticket
+from switchboard.limits import Denied, Handle, RateLimiter, Ticket
 
 
 def deployment_key(deployment_id: str) -> str:
@@ -73,9 +81,16 @@ class Admission:
     ) -> None:
         self._limiter = limiter
         self._clock = clock
+        # The limiter's own clock agrees with time.monotonic(): read it there.
+        self._reads_clock = clock is time.monotonic
         self._open = 0
+        # Handles of the keys configured here, by key and by deployment id.
+        self._handles: dict[str, Handle] = {}
+        self._deployments: dict[str, Handle] = {}
         for deployment in deployments:
-            limiter.configure(deployment_key(deployment.id), deployment.rpm, deployment.tpm)
+            key = deployment_key(deployment.id)
+            self.configure(key, deployment.rpm, deployment.tpm)
+            self._deployments[deployment.id] = self._handles[key]
 
     @property
     def open_count(self) -> int:
@@ -84,23 +99,41 @@ class Admission:
 
     def configure(self, key: str, rpm: int | None, tpm: int | None) -> None:
         self._limiter.configure(key, rpm, tpm)
+        if key not in self._handles:
+            self._handles[key] = self._limiter.handle(key)
 
     def try_reserve(
         self, deployment: Deployment, tokens: int, extra_keys: Sequence[str] = ()
     ) -> Reservation | Refusal:
-        keys = [deployment_key(deployment.id), *extra_keys]
-        result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, self._clock())
+        handle = self._deployments.get(deployment.id)
+        if handle is None:  # not one of the deployments this admission was built with
+            handle = self._deployments[deployment.id] = self._limiter.handle(
+                deployment_key(deployment.id)
+            )
+        keys: Handle | tuple[Handle | str, ...] = handle
+        if len(extra_keys) == 1:  # the gateway's usual shape: a caller's own limit
+            key = extra_keys[0]
+            keys = (handle, self._handles.get(key, key))
+        elif extra_keys:
+            handles = self._handles
+            keys = (handle, *[handles.get(key, key) for key in extra_keys])
+        result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, self._now())
         if isinstance(result, Denied):
             return Refusal(result.key, result.retry_after, tokens)
         self._open += 1
         return Reservation(self, result, tokens)
 
     def headroom(self, key: str) -> tuple[int | None, int | None]:
-        return self._limiter.headroom(key, self._clock())
+        return self._limiter.headroom(key, self._now())
+
+    def _now(self) -> float | None:
+        """The time to pass the limiter: None when it reads the same clock itself."""
+        return None if self._reads_clock else self._clock()
 
     def _settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
+        now = self._now()
         if actual_tokens is None:
-            self._limiter.release(ticket, self._clock())
+            self._limiter.release(ticket, now)
         else:
-            self._limiter.commit(ticket, actual_tokens, self._clock())
+            self._limiter.commit(ticket, actual_tokens, now)
         self._open -= 1
