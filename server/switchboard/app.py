@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from switchboard.api.server import GatewayServer
 from switchboard.config import Address, Settings, SimulatorSettings
@@ -22,6 +22,8 @@ from switchboard.gateway import Gateway, Sleep
 from switchboard.limits import RateLimiter
 from switchboard.limits.admission import Admission, caller_key, deployment_key
 from switchboard.providers import Provider
+from switchboard.providers.openai_http import DEFAULT_API_BASE, OpenAIHttpProvider
+from switchboard.providers.router import ProviderRouter
 from switchboard.routing import DeploymentHealth, InFlight, Planner, Router
 from switchboard.routing.strategies import build_strategy, latency_tracker_from_args
 from switchboard.telemetry import (
@@ -31,6 +33,7 @@ from switchboard.telemetry import (
     build_telemetry,
     plan_export,
 )
+from switchboard.workers import Supervisor, reserve
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +48,7 @@ def build_gateway(
     telemetry: Telemetry | None = None,
 ) -> Gateway:
     if provider is None:
-        # Imported here, once per process, because importing litellm takes seconds.
-        from switchboard.providers.litellm_adapter import LitellmProvider
-
-        general = LitellmProvider(drop_params=settings.router.drop_params)
-        provider = general
-        if settings.providers.fast_path:
-            from switchboard.providers.openai_http import DEFAULT_API_BASE, OpenAIHttpProvider
-            from switchboard.providers.router import ProviderRouter
-
-            # The fast path reads the environment litellm would read for `openai/...`.
-            fast = OpenAIHttpProvider(
-                fallback_price=general.price,
-                estimate=general.estimate_prompt_tokens,
-                default_api_base=os.environ.get("OPENAI_BASE_URL")
-                or os.environ.get("OPENAI_API_BASE")
-                or DEFAULT_API_BASE,
-                default_api_key=os.environ.get("OPENAI_API_KEY"),
-            )
-            provider = ProviderRouter(fast=fast, general=general)
-            served = [d.id for d in settings.deployments if fast.serves(d)]
-            log.info("provider fast path: %s", ", ".join(served) or "no deployment is eligible")
+        provider = build_provider(settings)
     rng = rng or random.Random()
     admission = Admission(
         RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
@@ -119,6 +102,49 @@ def build_gateway(
     return gateway
 
 
+def build_provider(settings: Settings) -> Provider:
+    """The adapters the deployments need: litellm is imported only if one of them needs it.
+
+    The prompt estimator and the price table come from litellm's package data,
+    read without importing litellm (seconds of start-up and over 100 MB), so a
+    config whose deployments all take the fast path never loads it.
+    """
+    from switchboard.providers.prices import PriceTable
+    from switchboard.providers.tokens import PromptEstimator
+
+    estimator = PromptEstimator.bundled()
+    prices = PriceTable.bundled()
+    for deployment in settings.deployments:
+        if deployment.input_cost_per_token is None and deployment.output_cost_per_token is None:
+            # Resolved now, so the map is parsed at start rather than on a call.
+            prices.lookup(deployment.model)
+    fast: OpenAIHttpProvider | None = None
+    if settings.providers.fast_path:
+        # The fast path reads the environment litellm would read for `openai/...`.
+        fast = OpenAIHttpProvider(
+            fallback_price=lambda d, usage: prices.price(d.model, usage) or 0.0,
+            estimate=estimator.prompt_tokens,
+            default_api_base=os.environ.get("OPENAI_BASE_URL")
+            or os.environ.get("OPENAI_API_BASE")
+            or DEFAULT_API_BASE,
+            default_api_key=os.environ.get("OPENAI_API_KEY"),
+        )
+        served = [d.id for d in settings.deployments if fast.serves(d)]
+        log.info("provider fast path: %s", ", ".join(served) or "no deployment is eligible")
+    general: Provider | None = None
+    if fast is None or not all(fast.serves(d) for d in settings.deployments):
+        # Imported here, once per process, because importing litellm takes seconds.
+        from switchboard.providers.litellm_adapter import LitellmProvider
+
+        general = LitellmProvider(
+            drop_params=settings.router.drop_params, estimator=estimator, prices=prices
+        )
+    if fast is None:
+        assert general is not None
+        return general
+    return ProviderRouter(fast=fast, general=general)
+
+
 def announce_keys(settings: Settings) -> None:
     """Say at start who may call: an open gateway should never be a surprise."""
     if settings.keys:
@@ -150,6 +176,61 @@ async def simulator(sim: SimulatorSettings | None) -> AsyncIterator[None]:
         await server.stop()
 
 
+def _announce(settings: Settings) -> None:
+    for path in settings.ignored:
+        log.warning("config: %s is a LiteLLM setting Switchboard ignores", path)
+    announce_keys(settings)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stop`; returns the undo."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def undo() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+    return undo
+
+
+async def supervise(
+    settings: Settings,
+    *,
+    count: int,
+    listen: Address,
+    command: Callable[[int, Address], Sequence[str]],
+    on_ready: Callable[[int], None] | None = None,
+) -> int:
+    """Serve with `count` worker processes on one port (workers.py); the exit code."""
+    _announce(settings)
+    stop = asyncio.Event()
+    undo = _stop_on_signals(stop)
+    held = reserve(listen)
+    try:
+        address = Address(listen.host, held.getsockname()[1])
+        log.info(
+            "%d workers on %s:%d; limits are not shared between processes: each worker "
+            "enforces 1/%d of every deployment and key rpm/tpm",
+            count, address.host, address.port, count,
+        )  # fmt: skip
+        async with simulator(settings.simulator):
+            supervisor = Supervisor(
+                command=command, count=count, address=address, grace_s=settings.shutdown_grace_s
+            )
+            await supervisor.start()
+            log.info("serving switchboard.v1.Gateway on %s:%d", address.host, address.port)
+            if on_ready is not None:
+                on_ready(address.port)
+            code = await supervisor.run(stop)
+    finally:
+        held.close()
+        undo()
+    log.info("stopped")
+    return code
+
+
 async def serve(
     settings: Settings,
     *,
@@ -157,18 +238,18 @@ async def serve(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[int], None] | None = None,
     telemetry: Telemetry | None = None,
+    worker: tuple[int, int] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully.
 
     Telemetry comes from the config and the OTEL_* variables unless given.
+    `worker` (index, count): this process is one of a supervisor's workers,
+    sharing the port; its settings already hold its share of the limits.
     """
-    for path in settings.ignored:
-        log.warning("config: %s is a LiteLLM setting Switchboard ignores", path)
-    announce_keys(settings)
+    if worker is None:
+        _announce(settings)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    undo = _stop_on_signals(stop)
     clock = time.monotonic
     if telemetry is None:
         telemetry = build_telemetry(plan_export(settings.telemetry, os.environ))
@@ -182,6 +263,7 @@ async def serve(
             max_concurrent_calls=settings.max_concurrent_calls,
             transport=settings.transport,
             interceptors=[ServerSpans(telemetry.tracer)] if telemetry.tracer else [],
+            reuse_port=worker is not None,
         )
         # Everything built so far (litellm's tables above all) lives as long as the
         # process: moved out of the collector's reach, full collections stop
@@ -189,7 +271,10 @@ async def serve(
         gc.freeze()
         port = await server.start(listen or settings.listen)
         address = listen or settings.listen
-        log.info("serving switchboard.v1.Gateway on %s:%d", address.host, port)
+        if worker is None:
+            log.info("serving switchboard.v1.Gateway on %s:%d", address.host, port)
+        else:
+            log.info("worker %d/%d serving on %s:%d", worker[0], worker[1], address.host, port)
         if on_ready is not None:
             on_ready(port)
         await stop.wait()
@@ -200,6 +285,5 @@ async def serve(
         await gateway.aclose()
     # Flushes the spans and metrics of the last calls before the process ends.
     await asyncio.to_thread(telemetry.shutdown)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(signum)
+    undo()
     log.info("stopped")

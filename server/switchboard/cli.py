@@ -26,6 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"HOST:PORT; overrides the config (default {DEFAULT_LISTEN}); port 0 picks one",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the port (SO_REUSEPORT); overrides the config",
+    )
+    # Set by the supervisor for each worker process it starts: INDEX/COUNT.
+    serve.add_argument("--worker", default=None, help=argparse.SUPPRESS)
 
     sim = commands.add_parser("sim", help="serve the simulated OpenAI-compatible upstream")
     sim.add_argument("--listen", default="127.0.0.1:50061", help="HOST:PORT; port 0 picks one")
@@ -62,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"switchboard sim: {exc}", file=sys.stderr)
             return 2
         return 0
-    return _serve(args.config, args.listen)
+    return _serve(args.config, args.listen, args.workers, args.worker, args.log_level)
 
 
 def _load(path: str) -> Settings | None:
@@ -90,10 +98,13 @@ def _check_config(path: str) -> int:
     return 0
 
 
-def _serve(path: str, listen: str | None) -> int:
+def _serve(
+    path: str, listen: str | None, workers: int | None, worker: str | None, log_level: str
+) -> int:
     import uvloop
 
-    from switchboard.app import serve
+    from switchboard.app import serve, supervise
+    from switchboard.workers import parse_worker, too_small, worker_command, worker_settings
 
     settings = _load(path)
     if settings is None:
@@ -105,13 +116,46 @@ def _serve(path: str, listen: str | None) -> int:
             print(f"--listen: expected HOST:PORT, got {listen!r}", file=sys.stderr)
             return 2
         address = Address(host.strip("[]"), int(port))
+    count = settings.workers if workers is None else workers
+    if not 1 <= count <= 64:
+        print(f"--workers: expected 1 to 64, got {count}", file=sys.stderr)
+        return 2
 
     def ready(port: int) -> None:
         # One machine-readable line on stdout: scripts and tests wait for it.
         print(f"switchboard: serving on {(address or settings.listen).host}:{port}", flush=True)
 
-    uvloop.run(serve(settings, listen=address, on_ready=ready))
-    return 0
+    if worker is not None:
+        index, of = parse_worker(worker)
+        mine = worker_settings(settings, index, of)
+        uvloop.run(serve(mine, listen=address, on_ready=ready, worker=(index, of)))
+        return 0
+    if count == 1:
+        uvloop.run(serve(settings, listen=address, on_ready=ready))
+        return 0
+    problems = [
+        f"{limit}: below {count}, so some worker's share of it would be 0"
+        for limit in too_small(settings, count)
+    ]
+    if settings.telemetry.prometheus_listen is not None:
+        problems.append(
+            "switchboard.telemetry.prometheus_listen: one scrape port cannot serve several "
+            "workers; export with OTLP instead"
+        )
+    if problems:
+        print(f"{path}: cannot serve with {count} workers:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    return uvloop.run(
+        supervise(
+            settings,
+            count=count,
+            listen=address or settings.listen,
+            command=worker_command(path, count, log_level),
+            on_ready=ready,
+        )
+    )
 
 
 if __name__ == "__main__":

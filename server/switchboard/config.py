@@ -195,6 +195,8 @@ class RawServer(_Strict):
     listen: str = "127.0.0.1:50051"
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
     max_concurrent_calls: int = Field(default=1024, gt=0)
+    # Server processes sharing the port (SO_REUSEPORT); each enforces 1/N of every limit.
+    workers: int = Field(default=1, ge=1, le=64)
     # Larger requests are refused before they are parsed.
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     # Absent: plaintext. There is no other way to ask for it.
@@ -428,6 +430,7 @@ class Settings:
     shutdown_grace_s: float
     max_concurrent_calls: int
     simulator: SimulatorSettings | None
+    workers: int = 1
     limits: LimitSettings = LimitSettings()
     routing: RoutingSettings = RoutingSettings()
     transport: TransportSettings = TransportSettings()
@@ -711,6 +714,7 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         listen=_parse_address(server.listen, "switchboard.server.listen", problems),
         shutdown_grace_s=server.shutdown_grace_seconds,
         max_concurrent_calls=server.max_concurrent_calls,
+        workers=server.workers,
         transport=_transport(server, problems),
         simulator=simulator,
         limits=LimitSettings(

@@ -142,19 +142,24 @@ def gateway_config(
 
 
 def start_gateway(
-    config: dict[str, object], directory: Path, env: Mapping[str, str] | None = None
+    config: dict[str, object],
+    directory: Path,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> tuple[Proc, str]:
+    """A gateway process serving `config`; `args` are added to `switchboard serve`'s."""
     path = directory / "switchboard.yaml"
     path.write_text(yaml.safe_dump(config))
-    args = [
+    command = [
         str(BIN / "switchboard"),
         "serve",
         "--config",
         str(path),
         "--listen",
         "127.0.0.1:0",
+        *args,
     ]
-    proc = Proc(args, ready=re.compile(r"serving on (\S+:\d+)"), stream="stdout", env=env)
+    proc = Proc(command, ready=re.compile(r"serving on (\S+:\d+)"), stream="stdout", env=env)
     return proc, proc.match.group(1)
 
 

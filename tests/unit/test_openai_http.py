@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import pytest
 from aiohttp import web
 
@@ -33,12 +34,9 @@ from switchboard.domain import (
     Usage,
 )
 from switchboard.providers.litellm_adapter import LitellmProvider
-from switchboard.providers.openai_http import (
-    OpenAIHttpProvider,
-    PoolLimits,
-    parse_chunk,
-    status_error,
-)
+from switchboard.providers.openai_http import MAX_SSE_LINE_BYTES, OpenAIHttpProvider, PoolLimits
+from switchboard.providers.openai_wire import error_body, parse_chunk
+from switchboard.providers.openai_wire import status_error as wire_status_error
 from switchboard.providers.router import ProviderRouter
 from switchboard.providers.sse import DONE, SseDecoder
 from switchboard.sim import FaultRates, SimProfile, SimServer, builtin_profiles
@@ -71,6 +69,14 @@ RICH = CompletionRequest(
 
 def _clock() -> float:
     return 0.0
+
+
+def status_error(
+    status: int, body: bytes, headers: dict[str, str], deployment_id: str, clock: Any
+) -> errors.ProviderError:
+    """The table applied to an error answer's body, as the fast path reads it."""
+    message, code = error_body(body)
+    return wire_status_error(status, message, code, headers, deployment_id, clock)
 
 
 def deployment(api_base: str, model: str = "openai/instant", **params: Any) -> Deployment:
@@ -283,12 +289,6 @@ def test_status_error_keeps_the_first_line_and_reads_retry_after() -> None:
     assert dated.retry_after == 30.0
 
 
-# litellm's own mapping differs from the design's table for a 403 from an
-# OpenAI upstream (a generic APIError, so UpstreamInternal): the fast path
-# follows the table. Everything else must agree.
-TABLE_OVER_LITELLM = {403}
-
-
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504])
 async def test_every_status_maps_as_litellm_maps_it(
     recorder: tuple[Recorder, str],
@@ -303,10 +303,9 @@ async def test_every_status_maps_as_litellm_maps_it(
     dep = deployment(base)
     via_litellm = await _fail(lambda: litellm_provider.complete(dep, SAY_HI, timeout_s=5))
     via_fast = await _fail(lambda: fast.complete(dep, SAY_HI, timeout_s=5))
-    if status in TABLE_OVER_LITELLM:
-        assert type(via_fast) is errors.UpstreamAuthError
-    else:
-        assert type(via_fast) is type(via_litellm), (via_fast, via_litellm)
+    # One table (openai_wire.status_error) maps both: a 403, which litellm leaves
+    # a generic APIError, is UpstreamAuthError on both paths.
+    assert type(via_fast) is type(via_litellm), (via_fast, via_litellm)
     assert via_litellm.message.endswith(via_fast.message)
     assert via_fast.retry_after == via_litellm.retry_after
     assert via_fast.message == f"upstream says {status}"
@@ -417,29 +416,69 @@ async def test_aclose_closes_the_upstream_connection_at_once(
         await sim.stats.wait_for_disconnects(1)
 
 
-async def test_sequential_calls_share_one_pooled_connection(
-    sim: SimServer, fast: OpenAIHttpProvider
-) -> None:
-    dep = deployment(sim.base_url)
-    peers: set[object] = set()
-    for _ in range(5):
-        await fast.complete(dep, SAY_HI, timeout_s=10)
-        await _drain(await fast.stream(dep, SAY_HI, timeout_s=10))
-    # httpx keeps one idle connection per origin after sequential calls.
-    pool = fast._client._transport._pool  # type: ignore[attr-defined]
-    for connection in pool.connections:
-        peers.add(id(connection))
-    assert len(peers) == 1
+@dataclass
+class PeerRecorder(Recorder):
+    """Answers a fixed chat completion (or stream) and remembers each caller's port."""
+
+    peers: list[int] = field(default_factory=list)
+    sse: bytes = b""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.peers.append(peer[1] if peer else -1)
+        body = await request.json()
+        if body.get("stream"):
+            return web.Response(body=self.sse, content_type="text/event-stream")
+        return web.json_response(self.body, status=self.status, headers=self.headers)
+
+
+@asynccontextmanager
+async def serving(rec: Recorder) -> AsyncIterator[str]:
+    """`rec` on a loopback port; yields its OpenAI base URL."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+ANSWER = {
+    "id": "c",
+    "model": "m",
+    "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+}
+
+
+async def test_sequential_calls_share_one_pooled_connection(fast: OpenAIHttpProvider) -> None:
+    rec = PeerRecorder(status=200, body=ANSWER, sse=CONTENT + FINISH + b"data: [DONE]\n\n")
+    async with serving(rec) as base:
+        dep = deployment(base)
+        for _ in range(5):
+            await fast.complete(dep, SAY_HI, timeout_s=10)
+            await _drain(await fast.stream(dep, SAY_HI, timeout_s=10))
+    # Each answer read to its end returns the connection to the pool: one for all ten.
+    assert len(rec.peers) == 10
+    assert len(set(rec.peers)) == 1
+
+
+async def test_concurrent_calls_open_connections_and_keep_them(fast: OpenAIHttpProvider) -> None:
+    rec = PeerRecorder(status=200, body=ANSWER)
+    async with serving(rec) as base:
+        dep = deployment(base)
+        for _ in range(2):
+            await asyncio.gather(*(fast.complete(dep, SAY_HI, timeout_s=10) for _ in range(8)))
+    # The second burst reuses the first burst's connections instead of opening more.
+    assert len(rec.peers) == 16
+    assert len(set(rec.peers)) <= 8
 
 
 # ---------------------------------------------------------------- stream endings
-
-
-def _sse_transport(body: bytes) -> httpx.MockTransport:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
-
-    return httpx.MockTransport(answer)
 
 
 CONTENT = b'data: {"id":"c","choices":[{"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
@@ -459,12 +498,9 @@ FINISH = b'data: {"id":"c","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
     ],
     ids=["done", "finish-only", "done-unterminated", "dropped", "error-event", "not-json"],
 )
-async def test_how_a_stream_ends(body: bytes, outcome: Any) -> None:
-    provider = OpenAIHttpProvider(
-        fallback_price=lambda d, u: 0.0, estimate=lambda r: 0, transport=_sse_transport(body)
-    )
-    try:
-        stream = await provider.stream(deployment("http://upstream/v1"), SAY_HI, timeout_s=5)
+async def test_how_a_stream_ends(fast: OpenAIHttpProvider, body: bytes, outcome: Any) -> None:
+    async with serving(PeerRecorder(status=200, sse=body)) as base:
+        stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
         if isinstance(outcome, list):
             chunks = await _drain(stream)
             seen = [c.content or c.finish_reason for c in chunks]
@@ -472,24 +508,24 @@ async def test_how_a_stream_ends(body: bytes, outcome: Any) -> None:
         else:
             with pytest.raises(outcome):
                 await _drain(stream)
-    finally:
-        await provider.aclose()
 
 
-async def test_a_connection_refused_is_unavailable() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+async def test_a_stream_line_past_the_bound_is_refused(fast: OpenAIHttpProvider) -> None:
+    endless = b"data: " + b"x" * (MAX_SSE_LINE_BYTES + 1024)
+    async with serving(PeerRecorder(status=200, sse=endless)) as base:
+        stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
+        with pytest.raises(errors.UpstreamInternal, match="line over"):
+            await _drain(stream)
 
-    provider = OpenAIHttpProvider(
-        fallback_price=lambda d, u: 0.0, estimate=lambda r: 0, transport=httpx.MockTransport(refuse)
-    )
-    try:
-        dep = deployment("http://upstream/v1")
-        for call in (provider.complete, provider.stream):
-            with pytest.raises(errors.UpstreamUnavailable, match="connection error: refused"):
-                await call(dep, SAY_HI, timeout_s=5)
-    finally:
-        await provider.aclose()
+
+async def test_a_connection_refused_is_unavailable(fast: OpenAIHttpProvider) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    dep = deployment(f"http://127.0.0.1:{port}/v1")
+    for call in (fast.complete, fast.stream):
+        with pytest.raises(errors.UpstreamUnavailable, match="connection error"):
+            await call(dep, SAY_HI, timeout_s=5)
 
 
 # ---------------------------------------------------------------- routing and prices

@@ -116,9 +116,14 @@ def test_keepalive_and_message_size_reach_grpc_options() -> None:
     """The settings are only useful if they reach grpc core under its own names."""
     options = dict(
         _options(
-            TransportSettings(max_message_bytes=1 << 20, keepalive_time_s=30, keepalive_timeout_s=5)
+            TransportSettings(
+                max_message_bytes=1 << 20, keepalive_time_s=30, keepalive_timeout_s=5
+            ),
+            reuse_port=False,
         )
     )
+    assert options["grpc.so_reuseport"] == 0
+    assert dict(_options(TransportSettings(), reuse_port=True))["grpc.so_reuseport"] == 1
     assert options["grpc.max_receive_message_length"] == 1 << 20
     assert options["grpc.keepalive_time_ms"] == 30_000
     assert options["grpc.keepalive_timeout_ms"] == 5_000

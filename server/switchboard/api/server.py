@@ -51,11 +51,13 @@ class GatewayServer:
         max_concurrent_calls: int,
         transport: TransportSettings | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        reuse_port: bool = False,
     ) -> None:
+        """`reuse_port`: share the port with other processes (workers) through SO_REUSEPORT."""
         self._transport = transport or TransportSettings()
         self._server = grpc.aio.server(
             maximum_concurrent_rpcs=max_concurrent_calls,
-            options=_options(self._transport),
+            options=_options(self._transport, reuse_port),
             interceptors=list(interceptors),
         )
         self._health = health.aio.HealthServicer()
@@ -105,10 +107,11 @@ class GatewayServer:
         await self._server.wait_for_termination()
 
 
-def _options(transport: TransportSettings) -> list[tuple[str, Any]]:
+def _options(transport: TransportSettings, reuse_port: bool) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", transport.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        # Off unless asked: a second server on the same port is otherwise a mistake.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         ("grpc.keepalive_time_ms", round(transport.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", round(transport.keepalive_timeout_s * 1000)),
         # Ping idle connections too (a dead idle client is still a held socket),

@@ -12,7 +12,6 @@ litellm's exceptions are mapped into Switchboard's error tree in
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -35,41 +34,46 @@ from litellm.exceptions import (
 from switchboard.config import Deployment
 from switchboard.domain import (
     CompletionRequest,
-    FinishReason,
-    Message,
     ProviderChunk,
     ProviderResponse,
-    RateLimitHint,
-    Role,
-    ToolCall,
-    ToolCallDelta,
     Usage,
 )
 from switchboard.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     ProviderError,
-    UpstreamAuthError,
-    UpstreamBadRequest,
     UpstreamInternal,
-    UpstreamNotFound,
-    UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from switchboard.providers.base import configured_price
-from switchboard.providers.openai_wire import request_fields
-from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
+from switchboard.providers.openai_wire import (
+    first_line,
+    parse_chunk,
+    parse_response,
+    request_fields,
+    status_error,
+)
+from switchboard.providers.prices import PriceTable
 from switchboard.providers.tokens import PromptEstimator
 
 
 class LitellmProvider:
     """The `Provider` for every litellm model string."""
 
-    def __init__(self, *, drop_params: bool = False, wall_clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        drop_params: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+        estimator: PromptEstimator | None = None,
+        prices: PriceTable | None = None,
+    ):
+        """`estimator` and `prices` are shared with the fast path by the composition root."""
         self._drop_params = drop_params
         self._wall_clock = wall_clock
-        self._estimator = PromptEstimator.bundled()
+        self._estimator = estimator or PromptEstimator.bundled()
+        self._prices = prices or PriceTable.bundled()
         self._unpriced: set[str] = set()
 
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
@@ -104,6 +108,10 @@ class LitellmProvider:
         configured = configured_price(deployment, usage)
         if configured is not None:
             return configured
+        # The table the fast path prices by, then litellm's own rules for what it cannot.
+        tabled = self._prices.price(deployment.model, usage)
+        if tabled is not None:
+            return tabled
         if deployment.model in self._unpriced:
             return 0.0
         try:
@@ -154,7 +162,7 @@ class _LitellmStream:
     async def _chunks(self) -> AsyncIterator[ProviderChunk]:
         try:
             async for raw in self._raw:
-                chunk = _chunk(raw)
+                chunk = parse_chunk(raw)
                 if chunk is not None:
                     yield chunk
         except (asyncio.CancelledError, GeneratorExit):
@@ -169,38 +177,35 @@ class _LitellmStream:
 def classify(
     exc: BaseException, deployment_id: str, wall_clock: Callable[[], float]
 ) -> ProviderError:
-    """Map a litellm/openai/httpx exception into Switchboard's error tree."""
-    message = _short(exc)
+    """Map a litellm/openai/httpx exception into Switchboard's error tree.
+
+    litellm's own verdicts on context windows and content policy come first
+    (it recognises every provider's wording); then any HTTP status goes
+    through the table the fast path uses too (`openai_wire.status_error`);
+    what is left failed below HTTP.
+    """
     if isinstance(exc, ProviderError):
         return exc
+    message = _short(exc)
     if isinstance(exc, ContextWindowExceededError):
         return ContextWindowExceeded(message, deployment=deployment_id)
-    if isinstance(exc, ContentPolicyViolationError) or _code(exc) == "content_policy_violation":
+    if isinstance(exc, ContentPolicyViolationError):
         return ContentPolicyViolation(message, deployment=deployment_id)
-    if _code(exc) == "context_length_exceeded":
-        return ContextWindowExceeded(message, deployment=deployment_id)
-    if isinstance(exc, openai.RateLimitError):
-        return UpstreamRateLimited(
-            message,
-            deployment=deployment_id,
-            retry_after=parse_retry_after(_headers(exc), wall_clock),
-        )
     if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx.TimeoutException):
         return UpstreamTimeout(
             message or "the provider did not answer in time", deployment=deployment_id
         )
-    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return UpstreamAuthError(message, deployment=deployment_id)
-    if isinstance(exc, openai.NotFoundError):
-        return UpstreamNotFound(message, deployment=deployment_id)
-    if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
-        return UpstreamBadRequest(message, deployment=deployment_id)
-    if isinstance(exc, openai.APIConnectionError | httpx.TransportError | ConnectionError):
-        return UpstreamUnavailable(message, deployment=deployment_id)
     status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and (status >= 500 or status == 408):
-        return UpstreamUnavailable(message, deployment=deployment_id)
-    if isinstance(exc, ServiceUnavailableError | InternalServerError):
+    if isinstance(status, int) and status >= 400:
+        return status_error(status, message, _code(exc), _headers(exc), deployment_id, wall_clock)
+    if isinstance(
+        exc,
+        openai.APIConnectionError
+        | httpx.TransportError
+        | ConnectionError
+        | ServiceUnavailableError
+        | InternalServerError,
+    ):
         return UpstreamUnavailable(message, deployment=deployment_id)
     return UpstreamInternal(message, deployment=deployment_id)
 
@@ -229,80 +234,10 @@ def _headers(exc: BaseException) -> Mapping[str, str]:
 
 def _short(exc: BaseException) -> str:
     """One line of the provider's message, without litellm's help banners."""
-    text = str(getattr(exc, "message", "") or exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return first[:500]
-
-
-def _usage(raw: Any) -> Usage | None:
-    if raw is None:
-        return None
-    details = getattr(raw, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) if details is not None else None
-    return Usage(
-        input_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
-        output_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
-        cached_input_tokens=int(cached or 0),
-    )
+    return first_line(str(getattr(exc, "message", "") or exc)) or type(exc).__name__
 
 
 def _response(raw: Any) -> ProviderResponse:
-    choice = raw.choices[0]
-    message = choice.message
-    tool_calls = tuple(
-        ToolCall(
-            id=c.id or "",
-            name=c.function.name or "",
-            arguments=c.function.arguments
-            if isinstance(c.function.arguments, str)
-            else json.dumps(c.function.arguments),
-        )
-        for c in (getattr(message, "tool_calls", None) or ())
-    )
-    return ProviderResponse(
-        id=raw.id or "",
-        model=raw.model or "",
-        message=Message(role=Role.ASSISTANT, content=message.content or "", tool_calls=tool_calls),
-        finish_reason=FinishReason.from_provider(choice.finish_reason),
-        usage=_usage(getattr(raw, "usage", None)) or Usage(),
-        rate_limit=_rate_limit(raw),
-    )
-
-
-def _rate_limit(raw: Any) -> RateLimitHint | None:
     hidden = getattr(raw, "_hidden_params", None)
     headers = hidden.get("additional_headers") if isinstance(hidden, Mapping) else None
-    return parse_rate_limit(headers) if isinstance(headers, Mapping) else None
-
-
-def _chunk(raw: Any) -> ProviderChunk | None:
-    usage = _usage(getattr(raw, "usage", None))
-    choices = getattr(raw, "choices", None) or ()
-    content = ""
-    deltas: tuple[ToolCallDelta, ...] = ()
-    finish: FinishReason | None = None
-    if choices:
-        choice = choices[0]
-        delta = choice.delta
-        content = getattr(delta, "content", None) or ""
-        deltas = tuple(
-            ToolCallDelta(
-                index=int(c.index or 0),
-                id=c.id or "",
-                name=(c.function.name or "") if c.function else "",
-                arguments=(c.function.arguments or "") if c.function else "",
-            )
-            for c in (getattr(delta, "tool_calls", None) or ())
-        )
-        if choice.finish_reason:
-            finish = FinishReason.from_provider(choice.finish_reason)
-    if not content and not deltas and finish is None and usage is None:
-        return None
-    return ProviderChunk(
-        content=content,
-        tool_calls=deltas,
-        id=getattr(raw, "id", "") or "",
-        model=getattr(raw, "model", "") or "",
-        finish_reason=finish,
-        usage=usage,
-    )
+    return parse_response(raw, headers if isinstance(headers, Mapping) else None)

@@ -1,30 +1,25 @@
-"""OpenAI's chat completions over one pooled HTTP client: the fast path.
+"""OpenAI's chat completions over one pooled HTTP/1.1 client: the fast path.
 
 litellm costs about 4 ms of CPU per call (request transformation, logging
 hooks, response objects), which is most of Switchboard's overhead against
 a fast upstream. For upstreams that speak OpenAI's API unchanged this
-adapter posts the same body litellm would send (built by `openai_wire`),
-with one shared keep-alive pool, and maps the answer and every failure
-into the same domain types and errors as `LitellmProvider`. It imports no
-litellm: prices it does not know and prompt estimates come from callables
-the composition root injects.
+adapter posts the same body litellm would send, with one shared keep-alive
+pool, and reads answers and failures with the same wire module
+(`openai_wire`) as `LitellmProvider`, so both produce the same domain types
+and errors. It imports no litellm: prices it does not know and prompt
+estimates come from callables the composition root injects.
+
+The client is `http1.HttpClient`, chosen by measurement (`bench/http_clients.py`):
+httpx's pool checks every pooled connection on each request, so a call's
+CPU grew with the number of connections open, and aiohttp's client, flat,
+still spends several times more CPU per request than this small one.
 
 Lower-layer failures map into the error tree in this module only:
 
-    HTTP status / body code              -> ProviderError
-      400 code content_policy_violation     ContentPolicyViolation
-      400 code context_length_exceeded      ContextWindowExceeded
-          (or litellm's context-window wording)
-      429                                   UpstreamRateLimited (retry_after from headers)
-      401, 403                              UpstreamAuthError
-      404                                   UpstreamNotFound
-      400, 413, 422                         UpstreamBadRequest
-      408, 504                              UpstreamTimeout
-      other 5xx                             UpstreamUnavailable
-      anything else                         UpstreamInternal
-    httpx.TimeoutException, TimeoutError    UpstreamTimeout
-    httpx.TransportError (refused, reset,   UpstreamUnavailable
-      truncated body)
+    an HTTP error status                    openai_wire.status_error
+    TimeoutError (the call's deadline)      UpstreamTimeout
+    HttpError, OSError (refused, reset,     UpstreamUnavailable
+      closed early, a malformed answer)
     a stream that ends unfinished           UpstreamUnavailable (mid-stream drop)
     an answer that is not OpenAI's JSON     UpstreamInternal
 """
@@ -34,51 +29,35 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
 
 from switchboard.config import Deployment
-from switchboard.domain import (
-    CompletionRequest,
-    FinishReason,
-    Message,
-    ProviderChunk,
-    ProviderResponse,
-    Role,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-)
+from switchboard.domain import CompletionRequest, ProviderChunk, ProviderResponse, Usage
 from switchboard.errors import (
-    ContentPolicyViolation,
-    ContextWindowExceeded,
     ProviderError,
-    UpstreamAuthError,
-    UpstreamBadRequest,
     UpstreamInternal,
-    UpstreamNotFound,
-    UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from switchboard.providers.base import configured_price
-from switchboard.providers.openai_wire import request_fields
-from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
+from switchboard.providers.http1 import HttpClient, HttpError, Request, Response
+from switchboard.providers.openai_wire import (
+    error_body,
+    parse_chunk,
+    parse_response,
+    request_fields,
+    status_error,
+)
 from switchboard.providers.sse import DONE, SseDecoder
 
 # Where litellm sends `openai/...` without an api_base (and no OPENAI_BASE_URL).
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-# The provider's own wording of a too-long prompt, as litellm recognises it
-# when a server (vLLM, llama.cpp) sends no `context_length_exceeded` code.
-_CONTEXT_WINDOW_WORDING = (
-    "this model's maximum context length is",
-    "maximum context length",
-    "exceeds the available context size",
-    "is longer than the model's context length",
-)
+# An SSE line longer than this is not a chat chunk: the stream is refused
+# rather than buffered without bound.
+MAX_SSE_LINE_BYTES = 8 * 1024 * 1024
+# An error answer is read up to this many bytes; only its first line is kept.
+MAX_ERROR_BODY_BYTES = 64 * 1024
 
 Price = Callable[[Deployment, Usage], float]
 Estimate = Callable[[CompletionRequest], int]
@@ -94,12 +73,11 @@ class PoolLimits:
     """
 
     max_connections: int = 1024
-    max_keepalive_connections: int = 256
     keepalive_expiry_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_connections < 1 or self.max_keepalive_connections < 0:
-            raise ValueError("max_connections must be >= 1 and keep-alive connections >= 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
         if self.keepalive_expiry_s <= 0:
             raise ValueError("keepalive_expiry_s must be positive")
 
@@ -115,7 +93,6 @@ class OpenAIHttpProvider:
         default_api_base: str = DEFAULT_API_BASE,
         default_api_key: str | None = None,
         limits: PoolLimits = PoolLimits(),
-        transport: httpx.AsyncBaseTransport | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._fallback_price = fallback_price
@@ -123,19 +100,16 @@ class OpenAIHttpProvider:
         self._default_api_base = default_api_base
         self._default_api_key = default_api_key
         self._wall_clock = wall_clock
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry_s,
-            ),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._limits = limits
+        # Built on first use: its semaphore belongs to the running loop.
+        self._client: HttpClient | None = None
+        # Per deployment id: the request line and headers, built once.
+        self._targets: dict[str, _Target] = {}
 
     async def aclose(self) -> None:
         """Close the pool; the adapter cannot be used afterwards."""
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def serves(self, deployment: Deployment) -> bool:
         """Whether a call to `deployment` needs nothing litellm alone would add.
@@ -160,19 +134,25 @@ class OpenAIHttpProvider:
     async def complete(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
     ) -> ProviderResponse:
-        built = self._request(deployment, request, timeout_s, stream=False)
+        target = self._target(deployment)
+        body = _body(deployment, request, stream=False)
+        response: Response | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                response = await self._client.send(built)
-        except Exception as exc:
+                response = await self._pool().post(target.json, body)
+                if response.status >= 400:
+                    raise await _failed(response, deployment.id, self._wall_clock)
+                content = await response.read()
+                headers = response.headers
+        except BaseException as exc:
+            if response is not None:
+                response.close()
+            if not isinstance(exc, Exception):
+                raise
+
             raise transport_error(exc, deployment.id, timeout_s) from exc
-        if not response.is_success:
-            raise status_error(
-                response.status_code, response.content, response.headers, deployment.id,
-                self._wall_clock,
-            )  # fmt: skip
         try:
-            return parse_response(json.loads(response.content), response.headers)
+            return parse_response(json.loads(content), headers)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamInternal(
                 f"the provider's answer is not a chat completion: {exc}", deployment=deployment.id
@@ -181,48 +161,77 @@ class OpenAIHttpProvider:
     async def stream(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
     ) -> HttpStream:
-        built = self._request(deployment, request, timeout_s, stream=True)
+        target = self._target(deployment)
+        body = _body(deployment, request, stream=True)
+        response: Response | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                response = await self._client.send(built, stream=True)
-        except Exception as exc:
-            raise transport_error(exc, deployment.id, timeout_s) from exc
-        if not response.is_success:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    body = await response.aread()
-            except Exception as exc:
+                response = await self._pool().post(target.sse, body)
+                if response.status >= 400:
+                    raise await _failed(response, deployment.id, self._wall_clock)
+        except BaseException as exc:
+            if response is not None:
+                response.close()
+            if isinstance(exc, Exception):
                 raise transport_error(exc, deployment.id, timeout_s) from exc
-            finally:
-                await response.aclose()
-            raise status_error(
-                response.status_code, body, response.headers, deployment.id, self._wall_clock
-            )
-        return HttpStream(response, deployment.id, timeout_s, self._wall_clock)
+            raise
+        return HttpStream(response, deployment.id, timeout_s)
 
-    def _request(
-        self, deployment: Deployment, request: CompletionRequest, timeout_s: float, *, stream: bool
-    ) -> httpx.Request:
+    def _pool(self) -> HttpClient:
+        if self._client is None:
+            self._client = HttpClient(
+                max_connections=self._limits.max_connections,
+                keepalive_s=self._limits.keepalive_expiry_s,
+            )
+        return self._client
+
+    def _target(self, deployment: Deployment) -> _Target:
+        target = self._targets.get(deployment.id)
+        if target is None or target.deployment is not deployment:
+            target = _Target.build(deployment, self._default_api_base, self._default_api_key)
+            self._targets[deployment.id] = target
+        return target
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where and how a deployment is called; the same for every call to it."""
+
+    deployment: Deployment
+    json: Request
+    sse: Request
+
+    @classmethod
+    def build(cls, deployment: Deployment, default_base: str, default_key: str | None) -> _Target:
         params = deployment.params
-        base = str(params.get("api_base") or self._default_api_base).rstrip("/")
-        key = params.get("api_key") or self._default_api_key
-        headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if stream else "application/json",
-        }
+        base = str(params.get("api_base") or default_base).rstrip("/")
+        key = params.get("api_key") or default_key
+        headers = {"Content-Type": "application/json"}
         if key:
-            headers["authorization"] = f"Bearer {key}"
-        body = {"model": upstream_model(deployment), **request_fields(request)}
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        return self._client.build_request(
-            "POST",
-            f"{base}/chat/completions",
-            content=json.dumps(body, separators=(",", ":")).encode(),
-            headers=headers,
-            timeout=timeout_s,
+            headers["Authorization"] = f"Bearer {key}"
+        url = f"{base}/chat/completions"
+        return cls(
+            deployment,
+            Request.post(url, {**headers, "Accept": "application/json"}),
+            Request.post(url, {**headers, "Accept": "text/event-stream"}),
         )
+
+
+def _body(deployment: Deployment, request: CompletionRequest, *, stream: bool) -> bytes:
+    body = {"model": upstream_model(deployment), **request_fields(request)}
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def _failed(
+    response: Response, deployment_id: str, wall_clock: Callable[[], float]
+) -> ProviderError:
+    """The error an HTTP error answer stands for, its body read within bounds."""
+    body = await response.read(MAX_ERROR_BODY_BYTES)
+    message, code = error_body(body)
+    return status_error(response.status, message, code, response.headers, deployment_id, wall_clock)
 
 
 class HttpStream:
@@ -232,29 +241,23 @@ class HttpStream:
     returning it to the pool, so the upstream sees the caller leave at once.
     """
 
-    def __init__(
-        self,
-        response: httpx.Response,
-        deployment_id: str,
-        timeout_s: float,
-        wall_clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, response: Response, deployment_id: str, timeout_s: float) -> None:
         self._response = response
         self._deployment_id = deployment_id
         self._timeout_s = timeout_s
-        self._wall_clock = wall_clock
 
     def __aiter__(self) -> AsyncIterator[ProviderChunk]:
         return self._chunks()
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        # A no-op once the body was read to its end and released to the pool.
+        self._response.close()
 
     async def _chunks(self) -> AsyncIterator[ProviderChunk]:
         decoder = SseDecoder()
         done = finished = False
         try:
-            async for line in self._response.aiter_lines():
+            async for line in self._lines():
                 data = decoder.feed(line)
                 if data is None or done:
                     continue
@@ -275,14 +278,35 @@ class HttpStream:
                 if last is not None:
                     finished = finished or last.finish_reason is not None
                     yield last
-        except (httpx.TransportError, TimeoutError) as exc:
+        except (HttpError, OSError, TimeoutError) as exc:
             raise transport_error(exc, self._deployment_id, self._timeout_s) from exc
         finally:
-            await self._response.aclose()
+            self._response.close()
         if not (done or finished):
             raise UpstreamUnavailable(
                 "the stream ended before it finished", deployment=self._deployment_id
             )
+
+    async def _lines(self) -> AsyncIterator[str]:
+        """The body's lines without their endings, each bounded in length."""
+        chunks = aiter(self._response.iter_chunks())
+        pending = b""
+        while True:
+            async with asyncio.timeout(self._timeout_s):
+                data = await anext(chunks, None)
+            if data is None:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode("utf-8", "replace")
+            if len(pending) > MAX_SSE_LINE_BYTES:
+                raise UpstreamInternal(
+                    f"the provider streamed a line over {MAX_SSE_LINE_BYTES} bytes",
+                    deployment=self._deployment_id,
+                )
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
     def _decode(self, data: str) -> ProviderChunk | None:
         try:
@@ -296,10 +320,11 @@ class HttpStream:
             # vLLM and others report a failure after the 200 as an error event.
             code = payload["error"].get("code")
             status = code if isinstance(code, int) else 500
-            raise status_error(status, data.encode(), {}, self._deployment_id, self._wall_clock)
+            message, text_code = error_body(data.encode())
+            raise status_error(status, message, text_code, {}, self._deployment_id, time.time)
         try:
             return parse_chunk(payload)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise UpstreamInternal(
                 f"the provider streamed an event that is not a chunk: {exc}",
                 deployment=self._deployment_id,
@@ -316,144 +341,11 @@ def transport_error(exc: BaseException, deployment_id: str, timeout_s: float) ->
     """A failure below HTTP: no answer in time, or no usable connection."""
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(
             f"the provider did not answer within {timeout_s:g}s", deployment=deployment_id
         )
-    if isinstance(exc, httpx.TransportError | OSError):
+    if isinstance(exc, HttpError | OSError):
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return UpstreamUnavailable(f"connection error: {detail}"[:500], deployment=deployment_id)
     return UpstreamInternal(f"{type(exc).__name__}: {exc}"[:500], deployment=deployment_id)
-
-
-def status_error(
-    status: int,
-    body: bytes,
-    headers: Mapping[str, str],
-    deployment_id: str,
-    wall_clock: Callable[[], float],
-) -> ProviderError:
-    """Map an HTTP error answer into the error tree, as `litellm_adapter.classify` does."""
-    message, code = _error_body(body)
-    message = message or f"HTTP {status}"
-    lowered = message.lower()
-    if code == "content_policy_violation":
-        return ContentPolicyViolation(message, deployment=deployment_id)
-    if code == "context_length_exceeded" or (
-        status == 400 and any(w in lowered for w in _CONTEXT_WINDOW_WORDING)
-    ):
-        return ContextWindowExceeded(message, deployment=deployment_id)
-    if status == 429:
-        return UpstreamRateLimited(
-            message,
-            deployment=deployment_id,
-            retry_after=parse_retry_after(headers, wall_clock),
-        )
-    if status in (401, 403):
-        return UpstreamAuthError(message, deployment=deployment_id)
-    if status == 404:
-        return UpstreamNotFound(message, deployment=deployment_id)
-    if status in (400, 413, 422):
-        return UpstreamBadRequest(message, deployment=deployment_id)
-    if status in (408, 504):
-        return UpstreamTimeout(message, deployment=deployment_id)
-    if status >= 500:
-        return UpstreamUnavailable(message, deployment=deployment_id)
-    return UpstreamInternal(message, deployment=deployment_id)
-
-
-def _error_body(body: bytes) -> tuple[str, str | None]:
-    """The first line of the provider's message (at most 500 characters) and its code."""
-    text = body.decode("utf-8", "replace").strip()
-    message, code = text, None
-    try:
-        data = json.loads(text) if text else None
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            text_field = error.get("message")
-            message = text_field if isinstance(text_field, str) else ""
-            code = error["code"] if isinstance(error.get("code"), str) else None
-        elif isinstance(error, str):
-            message = error
-    first = message.strip().splitlines()[0] if message.strip() else ""
-    return first[:500], code
-
-
-def parse_response(data: Mapping[str, Any], headers: Mapping[str, str]) -> ProviderResponse:
-    """A `chat.completion` JSON body (and its rate-limit headers) as a domain response."""
-    choice = data["choices"][0]
-    message = choice.get("message") or {}
-    tool_calls = tuple(
-        ToolCall(
-            id=c.get("id") or "",
-            name=(c.get("function") or {}).get("name") or "",
-            arguments=_arguments((c.get("function") or {}).get("arguments")),
-        )
-        for c in message.get("tool_calls") or ()
-    )
-    return ProviderResponse(
-        id=data.get("id") or "",
-        model=data.get("model") or "",
-        message=Message(
-            role=Role.ASSISTANT, content=message.get("content") or "", tool_calls=tool_calls
-        ),
-        finish_reason=FinishReason.from_provider(choice.get("finish_reason")),
-        usage=parse_usage(data.get("usage")) or Usage(),
-        rate_limit=parse_rate_limit(headers),
-    )
-
-
-def parse_chunk(data: Mapping[str, Any]) -> ProviderChunk | None:
-    """A `chat.completion.chunk` as a domain chunk; None when it carries nothing."""
-    usage = parse_usage(data.get("usage"))
-    choices = data.get("choices") or ()
-    content = ""
-    deltas: tuple[ToolCallDelta, ...] = ()
-    finish: FinishReason | None = None
-    if choices:
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        content = delta.get("content") or ""
-        deltas = tuple(
-            ToolCallDelta(
-                index=int(c.get("index") or 0),
-                id=c.get("id") or "",
-                name=(c.get("function") or {}).get("name") or "",
-                arguments=(c.get("function") or {}).get("arguments") or "",
-            )
-            for c in delta.get("tool_calls") or ()
-        )
-        if choice.get("finish_reason"):
-            finish = FinishReason.from_provider(choice["finish_reason"])
-    if not content and not deltas and finish is None and usage is None:
-        return None
-    return ProviderChunk(
-        content=content,
-        tool_calls=deltas,
-        id=data.get("id") or "",
-        model=data.get("model") or "",
-        finish_reason=finish,
-        usage=usage,
-    )
-
-
-def parse_usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, Mapping):
-        return None
-    details = raw.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
-    return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_input_tokens=int(cached or 0),
-    )
-
-
-def _arguments(value: Any) -> str:
-    """OpenAI sends a JSON string; some compatible servers send the object itself."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)

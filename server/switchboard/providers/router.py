@@ -19,13 +19,18 @@ from switchboard.providers.openai_http import OpenAIHttpProvider
 class ProviderRouter:
     """A `Provider` that routes each deployment to `fast` when it serves it, else `general`."""
 
-    def __init__(self, *, fast: OpenAIHttpProvider, general: Provider) -> None:
+    def __init__(self, *, fast: OpenAIHttpProvider, general: Provider | None) -> None:
+        """`general` may be None when every deployment takes the fast path (no litellm)."""
         self._fast = fast
         self._general = general
 
     def provider_for(self, deployment: Deployment) -> Provider:
         """The adapter that calls `deployment`; public so tests and logs can say which."""
-        return self._fast if self._fast.serves(deployment) else self._general
+        if self._fast.serves(deployment):
+            return self._fast
+        if self._general is None:
+            raise RuntimeError(f"no adapter was built for deployment {deployment.id!r}")
+        return self._general
 
     async def complete(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
@@ -44,8 +49,10 @@ class ProviderRouter:
 
     async def aclose(self) -> None:
         await self._fast.aclose()
-        await self._general.aclose()
+        if self._general is not None:
+            await self._general.aclose()
 
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
-        # One estimator for both paths: the reservation must not depend on the route.
-        return self._general.estimate_prompt_tokens(request)
+        # One estimator for both paths (the composition root gives both the same):
+        # the reservation must not depend on the route.
+        return self._fast.estimate_prompt_tokens(request)

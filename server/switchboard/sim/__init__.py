@@ -8,14 +8,34 @@ latency shifts over time). The request's `model` picks the profile.
 
     async with SimServer(builtin_profiles(), rng=random.Random(7)) as sim:
         litellm.acompletion(model="openai/fast", api_base=sim.base_url, api_key="sim", ...)
+
+The profile side (profiles, faults, loading) is imported with the package; the
+server side (aiohttp's server, the app, `SimStats`) only when one of its names
+is first used, so the config, which reads sim profiles, costs no HTTP server.
 """
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidProfileError, ProfileConfigError
 from .faults import FaultKind, FaultRates
 from .loading import load_profiles, profiles_from_mapping
 from .profiles import LatencyShift, SimProfile, builtin_profiles
-from .server import SimServer, parse_listen, run
-from .stats import SimStats
+
+if TYPE_CHECKING:
+    from .server import SimServer, parse_listen, run
+    from .stats import SimStats
+
+# Names imported on first use (PEP 562), by the submodule that defines them.
+_LAZY: Mapping[str, str] = {
+    "SimServer": ".server",
+    "parse_listen": ".server",
+    "run": ".server",
+    "SimStats": ".stats",
+}
 
 __all__ = [
     "FaultKind",
@@ -32,3 +52,14 @@ __all__ = [
     "profiles_from_mapping",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

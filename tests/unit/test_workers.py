@@ -1,0 +1,54 @@
+"""How workers split limits: shares that sum to the limit, and settings per worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from switchboard.config import parse_settings
+from switchboard.workers import parse_worker, share, too_small, worker_settings
+
+
+def test_shares_sum_to_the_limit_and_differ_by_at_most_one() -> None:
+    for limit in (1, 2, 5, 7, 100, 1001):
+        for count in range(1, 9):
+            parts = [share(limit, i, count) or 0 for i in range(count)]
+            assert sum(parts) == limit
+            assert max(parts) - min(parts) <= 1
+    assert share(None, 0, 3) is None
+
+
+def test_worker_settings_hold_the_share_and_no_simulator() -> None:
+    settings = parse_settings(
+        "model_list:\n"
+        "  - model_name: g\n"
+        "    litellm_params: {model: openai/x, api_key: k, rpm: 7, tpm: 1000}\n"
+        "switchboard:\n"
+        "  keys: [{name: a, sha256: '" + "0" * 64 + "', rpm: 3}]\n",
+        source="t",
+        env={},
+    )
+    first, second = (worker_settings(settings, i, 2) for i in range(2))
+    assert (first.deployments[0].rpm, second.deployments[0].rpm) == (4, 3)
+    assert (first.deployments[0].tpm, second.deployments[0].tpm) == (500, 500)
+    assert first.groups["g"][0] is first.deployments[0]
+    assert (first.keys[0].rpm, second.keys[0].rpm) == (2, 1)
+    assert first.simulator is None
+
+
+def test_limits_below_the_worker_count_are_named() -> None:
+    settings = parse_settings(
+        "model_list:\n"
+        "  - model_name: g\n"
+        "    litellm_params: {model: openai/x, api_key: k, rpm: 3}\n",
+        source="t",
+        env={},
+    )
+    assert too_small(settings, 3) == []
+    assert too_small(settings, 4) == ["model_list[g/openai/x].rpm 3"]
+    assert parse_worker("1/4") == (1, 4)
+
+
+@pytest.mark.parametrize("bad", ["2/2", "-1/2", "x/2", "1"])
+def test_worker_labels_are_checked(bad: str) -> None:
+    with pytest.raises(ValueError, match="INDEX/COUNT"):
+        parse_worker(bad)
