@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run test test-rust test-python lint proto bench bench-latency bench-limiter bench-routing bench-telemetry lock clean
+.PHONY: help setup run test test-rust test-python lint proto bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-http lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -65,7 +65,7 @@ lint: setup $(BUF) ## ruff, mypy --strict, cargo clippy and fmt, buf lint
 	cd ratelimit-rs && cargo fmt --check && cargo clippy --all-targets --quiet -- -D warnings
 	$(BUF) lint
 
-bench: bench-latency bench-limiter bench-routing bench-telemetry ## every benchmark
+bench: bench-latency bench-limiter bench-routing bench-telemetry bench-http bench-compare ## every benchmark
 
 bench-latency: setup ## p50/p95/p99 of Complete direct, through litellm and through the fast path
 	$(PY) bench/complete_latency.py --calls 1000
@@ -79,6 +79,13 @@ bench-routing: setup ## mean/p95 latency, errors and regret per routing strategy
 
 bench-telemetry: setup ## Complete throughput with telemetry off, on (sampling 1.0), exporting to rotel
 	$(PY) bench/telemetry.py
+
+bench-http: setup ## client CPU per upstream request at 1 and 256 in flight: httpx, aiohttp, http1
+	$(PY) bench/http_clients.py
+
+# COMPARE_ARGS passes options through, e.g. COMPARE_ARGS="--quick" or "--systems sb_fast,cpu".
+bench-compare: setup ## k6 load on Switchboard, a bare grpc.aio server, LiteLLM's proxy (~30 min)
+	$(PY) -m bench.compare $(COMPARE_ARGS)
 
 lock: ## re-resolve the Python dependencies into requirements.lock
 	rm -rf $(STAMPS) /tmp/switchboard-lock && $(PYTHON) -m venv /tmp/switchboard-lock
