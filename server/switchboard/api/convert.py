@@ -28,6 +28,7 @@ from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.domain import (
     Attempt,
     CacheControl,
+    Caller,
     Completion,
     CompletionRequest,
     FinishReason,
@@ -111,8 +112,8 @@ def decode(message_type: type[P], data: bytes) -> P:
     raise InvalidRequest([FieldViolation("request", f"not a valid {full_name}: {reason}")])
 
 
-def request_from_proto(msg: pb.CompleteRequest) -> CompletionRequest:
-    """A validated domain request, or InvalidRequest listing every violation."""
+def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) -> CompletionRequest:
+    """A validated domain request from `caller`, or InvalidRequest listing every violation."""
     problems: list[FieldViolation] = []
 
     def bad(field: str, description: str) -> None:
@@ -192,6 +193,7 @@ def request_from_proto(msg: pb.CompleteRequest) -> CompletionRequest:
             ttl_seconds=ttl,
         ),
         metadata=dict(msg.metadata),
+        caller=caller,
     )
 
 

@@ -114,9 +114,9 @@ class GatewayServicer:
         self, request: pb.CompleteRequest, caller: Caller | None, context: Context
     ) -> CompletionRequest:
         """The domain request, once the caller is known to be allowed its model."""
-        domain_request = convert.request_from_proto(request)
+        domain_request = convert.request_from_proto(request, caller)
         self._auth.authorize(caller, domain_request.model)
-        return dataclasses.replace(self._with_fault(domain_request, context), caller=caller)
+        return self._with_fault(domain_request, context)
 
     def _with_fault(self, request: CompletionRequest, context: Context) -> CompletionRequest:
         """Honour `x-switchboard-fault` only where the config allows it; ignore it elsewhere."""

@@ -23,10 +23,15 @@ class ProviderRouter:
         """`general` may be None when every deployment takes the fast path (no litellm)."""
         self._fast = fast
         self._general = general
+        # Per deployment id, the deployment it was decided for and whether fast serves it.
+        self._decided: dict[str, tuple[Deployment, bool]] = {}
 
     def provider_for(self, deployment: Deployment) -> Provider:
         """The adapter that calls `deployment`; public so tests and logs can say which."""
-        if self._fast.serves(deployment):
+        decided = self._decided.get(deployment.id)
+        if decided is None or decided[0] is not deployment:
+            decided = self._decided[deployment.id] = (deployment, self._fast.serves(deployment))
+        if decided[1]:
             return self._fast
         if self._general is None:
             raise RuntimeError(f"no adapter was built for deployment {deployment.id!r}")

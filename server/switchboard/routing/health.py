@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 
 class HealthState(enum.Enum):
+    # Members are singletons: identity hashing, in C, for the dicts keyed by them.
+    __hash__ = object.__hash__
+
     HEALTHY = "healthy"
     COOLING_DOWN = "cooling_down"
     RAMPING = "ramping"

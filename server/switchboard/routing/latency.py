@@ -68,6 +68,9 @@ class LatencyTracker:
         self._per_output_token = per_output_token
         # (deployment id, kind) -> (time, value) samples, oldest first.
         self._samples: dict[tuple[str, CallKind], deque[tuple[float, float]]] = {}
+        # The decayed mean of each key's samples, kept from one record to the next: ages
+        # count from the newest sample, so it changes only when a sample arrives.
+        self._means: dict[tuple[str, CallKind], float] = {}
 
     def record(
         self,
@@ -91,17 +94,22 @@ class LatencyTracker:
         if samples is None:
             samples = self._samples[key] = deque(maxlen=self._window)
         samples.append((self._clock(), value))
+        self._means[key] = self._mean(samples)
 
     def estimate(self, deployment_id: str, kind: CallKind) -> float | None:
         """Decay-weighted mean of the kept samples; None when absent or stale."""
-        samples = self._samples.get((deployment_id, kind))
+        key = (deployment_id, kind)
+        samples = self._samples.get(key)
         if not samples:
             return None
-        newest = samples[-1][0]
-        if self._clock() - newest > self._stale_after_s:
+        if self._clock() - samples[-1][0] > self._stale_after_s:
             return None
+        return self._means[key]
+
+    def _mean(self, samples: deque[tuple[float, float]]) -> float:
         # Ages are taken from the newest sample: the same ratios as from now,
         # without underflowing every weight to zero after a long gap.
+        newest = samples[-1][0]
         total = weights = 0.0
         for at, value in samples:
             weight = 0.5 ** ((newest - at) / self._half_life_s)

@@ -14,6 +14,9 @@ from switchboard.config import RouterSettings
 
 
 class FallbackKind(enum.Enum):
+    # Members are singletons: identity hashing, in C, for the dicts keyed by them.
+    __hash__ = object.__hash__
+
     GENERAL = "fallbacks"
     CONTEXT_WINDOW = "context_window_fallbacks"
     CONTENT_POLICY = "content_policy_fallbacks"

@@ -21,6 +21,9 @@ from switchboard.config import Deployment
 class CallKind(enum.Enum):
     """Latency of a whole call and time to first token are different quantities."""
 
+    # Members are singletons: identity hashing, in C, for the dicts keyed by them.
+    __hash__ = object.__hash__
+
     COMPLETE = "complete"
     STREAM = "stream"
 
