@@ -72,10 +72,22 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
+def _take_rerun(saved: dict[str, Any], rerun: dict[str, Any], source: str) -> None:
+    """Replace `saved`'s steps of the systems `rerun` measured, and say so in its settings."""
+    systems = {step["system"] for step in rerun["steps"]}
+    saved["steps"] = [s for s in saved["steps"] if s["system"] not in systems] + rerun["steps"]
+    saved["systems"].update({k: v for k, v in rerun["systems"].items() if k in systems})
+    saved.setdefault("reruns", []).append(
+        {"file": Path(source).name, "started": rerun.get("started"), "systems": sorted(systems)}
+    )
+
+
 def main() -> int:
     args = _parse()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
+        for other in args.rerun or ():
+            _take_rerun(saved, json.loads(Path(other).read_text()), other)
         saved["acceptance"] = report.acceptance(saved)
         saved["notes"] = _notes(saved)
         _save(saved, Path(args.report))
@@ -228,7 +240,11 @@ def _machine() -> dict[str, Any]:
 
 
 def _notes(results: dict[str, Any]) -> list[str]:
-    notes = []
+    notes = [
+        f"{', '.join(r['systems'])}: measured again in a later run (started {r['started']}), "
+        "whose steps replace this run's."
+        for r in results.get("reruns", ())
+    ]
     busy = [s for s in results["steps"] if (s.get("background_cores") or 0) > 0.3]
     if busy:
         worst = max(s["background_cores"] for s in busy)
@@ -289,6 +305,12 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--cpu-rate", type=float, default=100.0, help="rate of the cpu experiment")
     parser.add_argument("--out", default=str(RESULTS), help="results directory")
     parser.add_argument("--report", metavar="JSON", help="only rebuild the summary of a saved run")
+    parser.add_argument(
+        "--rerun",
+        metavar="JSON",
+        action="append",
+        help="with --report: replace the steps of the systems this later run measured",
+    )
     return parser.parse_args()
 
 
