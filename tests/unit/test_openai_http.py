@@ -193,15 +193,8 @@ class Recorder:
 @pytest.fixture
 async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
     rec = Recorder()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield rec, f"http://127.0.0.1:{port}/v1"
-    await runner.cleanup()
+    async with serving(rec) as base:
+        yield rec, base
 
 
 async def _fail(call: Callable[[], Any]) -> errors.ProviderError:
