@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import shutil
+import ssl
+import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -314,3 +318,62 @@ async def test_a_cancelled_call_frees_its_slot_and_drops_its_connection() -> Non
                     assert await post(client, other) == (200, b"y")
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for `localhost` (the openssl tool), and its key."""
+    directory = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost",
+        ],
+        cwd=directory, check=True, capture_output=True,
+    )  # fmt: skip
+    return directory / "cert.pem", directory / "key.pem"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl tool")
+async def test_https_checks_the_certificate_and_the_name(tls_files: tuple[Path, Path]) -> None:
+    cert, key = tls_files
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await read_request(reader)
+            writer.write(ok(b"secret"))
+            await writer.drain()
+            await reader.read()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_side)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))
+    try:
+        client = HttpClient(ssl_context=trusting)
+        try:
+            assert await post(client, f"https://localhost:{port}/v1") == (200, b"secret")
+        finally:
+            await client.aclose()
+        # The system's CAs do not know this certificate: the connection is refused.
+        stranger = HttpClient()
+        try:
+            with pytest.raises(HttpError, match="cannot connect"):
+                await post(stranger, f"https://localhost:{port}/v1")
+        finally:
+            await stranger.aclose()
+        # Trusted, but not for this name.
+        misnamed = HttpClient(ssl_context=trusting)
+        try:
+            with pytest.raises(HttpError, match="cannot connect"):
+                await post(misnamed, f"https://127.0.0.1:{port}/v1")
+        finally:
+            await misnamed.aclose()
+    finally:
+        server.close()
