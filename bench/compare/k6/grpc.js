@@ -1,11 +1,7 @@
 // Open-loop load on switchboard.v1.Gateway (Complete or StreamComplete) for one step.
 //
-// Two scenarios: `connect` gives each of the VUS virtual users its own gRPC
-// connection (one per VU, kept for the whole run; k6 hands the same VUs to the
-// next scenario because the two never overlap), then `measure` offers RATE
-// calls a second for DURATION_S seconds whatever the answers' latency
-// (constant-arrival-rate: late answers do not slow the offered load, they
-// become dropped iterations when every VU is busy). Only `measure` is counted:
+// The two scenarios of scenarios.js: `connect` gives each virtual user its own
+// gRPC connection, then `measure` offers the step's rate. Only `measure` is counted:
 // its first iteration logs BENCH_MEASURE_START so the harness can time its CPU
 // window, and the summary goes to the JSON file SUMMARY.
 //
@@ -16,14 +12,10 @@
 import exec from 'k6/execution';
 import grpc from 'k6/net/grpc';
 import { Counter, Trend } from 'k6/metrics';
+import { SCENARIOS, SUMMARY_TREND_STATS, TIMEOUT } from './scenarios.js';
 
 const TARGET = __ENV.TARGET;
 const METHOD = __ENV.METHOD || 'Complete';
-const RATE = Number(__ENV.RATE);
-const DURATION_S = Number(__ENV.DURATION_S);
-const VUS = Number(__ENV.VUS || 256);
-const CONNECT_S = Number(__ENV.CONNECT_S || 2);
-const TIMEOUT = __ENV.TIMEOUT || '5s';
 
 const client = new grpc.Client();
 client.load([__ENV.PROTO_ROOT], 'switchboard/v1/gateway.proto');
@@ -40,32 +32,10 @@ const REQUEST = {
 };
 
 export const options = {
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)', 'count'],
+  summaryTrendStats: SUMMARY_TREND_STATS,
   // A threshold that always holds, so the summary has the measure scenario's own figures.
   thresholds: { 'grpc_req_duration{scenario:measure}': ['max>=0'] },
-  scenarios: {
-    connect: {
-      executor: 'per-vu-iterations',
-      exec: 'connect',
-      vus: VUS,
-      iterations: 1,
-      maxDuration: `${CONNECT_S}s`,
-      gracefulStop: '0s',
-    },
-    measure: {
-      executor: 'constant-arrival-rate',
-      exec: 'measure',
-      // k6 takes whole numbers of iterations per timeUnit: 6.3/s is 6300 per 1000 s,
-      // started at even intervals all the same.
-      rate: Math.round(RATE * 1000),
-      timeUnit: '1000s',
-      duration: `${DURATION_S}s`,
-      preAllocatedVUs: VUS,
-      maxVUs: VUS,
-      startTime: `${CONNECT_S}s`,
-      gracefulStop: '5s',
-    },
-  },
+  scenarios: SCENARIOS,
 };
 
 let connected = false;

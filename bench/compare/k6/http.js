@@ -1,6 +1,6 @@
 // Open-loop load on an OpenAI-compatible POST /v1/chat/completions for one step.
 //
-// The same two scenarios as grpc.js: `connect` opens one keep-alive HTTP/1.1
+// The two scenarios of scenarios.js: `connect` opens one keep-alive HTTP/1.1
 // connection per VU with a cheap GET (k6 gives every VU its own connection
 // pool), then `measure` offers RATE calls a second for DURATION_S seconds.
 // STREAM=1 asks for SSE with the usage chunk; the time to first chunk is the
@@ -9,15 +9,11 @@
 import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Trend } from 'k6/metrics';
+import { SCENARIOS, SUMMARY_TREND_STATS, TIMEOUT } from './scenarios.js';
 
 const TARGET = __ENV.TARGET;
 const CONNECT_URL = __ENV.CONNECT_URL;
 const STREAM = __ENV.STREAM === '1';
-const RATE = Number(__ENV.RATE);
-const DURATION_S = Number(__ENV.DURATION_S);
-const VUS = Number(__ENV.VUS || 256);
-const CONNECT_S = Number(__ENV.CONNECT_S || 2);
-const TIMEOUT = __ENV.TIMEOUT || '5s';
 
 const ok = new Counter('bench_ok');
 const bad = new Counter('bench_bad');
@@ -41,30 +37,8 @@ const PARAMS = {
 };
 
 export const options = {
-  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)', 'count'],
-  scenarios: {
-    connect: {
-      executor: 'per-vu-iterations',
-      exec: 'connect',
-      vus: VUS,
-      iterations: 1,
-      maxDuration: `${CONNECT_S}s`,
-      gracefulStop: '0s',
-    },
-    measure: {
-      executor: 'constant-arrival-rate',
-      exec: 'measure',
-      // k6 takes whole numbers of iterations per timeUnit: 6.3/s is 6300 per 1000 s,
-      // started at even intervals all the same.
-      rate: Math.round(RATE * 1000),
-      timeUnit: '1000s',
-      duration: `${DURATION_S}s`,
-      preAllocatedVUs: VUS,
-      maxVUs: VUS,
-      startTime: `${CONNECT_S}s`,
-      gracefulStop: '5s',
-    },
-  },
+  summaryTrendStats: SUMMARY_TREND_STATS,
+  scenarios: SCENARIOS,
 };
 
 export function connect() {
