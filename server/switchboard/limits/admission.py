@@ -111,12 +111,8 @@ class Admission:
                 deployment_key(deployment.id)
             )
         keys: Handle | tuple[Handle | str, ...] = handle
-        if len(extra_keys) == 1:  # the gateway's usual shape: a caller's own limit
-            key = extra_keys[0]
-            keys = (handle, self._handles.get(key, key))
-        elif extra_keys:
-            handles = self._handles
-            keys = (handle, *[handles.get(key, key) for key in extra_keys])
+        if extra_keys:
+            keys = (handle, *[self._handles.get(key, key) for key in extra_keys])
         result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, self._now())
         if isinstance(result, Denied):
             return Refusal(result.key, result.retry_after, tokens)
