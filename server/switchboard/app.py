@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from switchboard.api.server import GatewayServer
 from switchboard.config import Address, Settings, SimulatorSettings
+from switchboard.domain import Usage
 from switchboard.gateway import Gateway, Sleep
 from switchboard.limits import RateLimiter
 from switchboard.limits.admission import Admission, caller_key, deployment_key
 from switchboard.providers import Provider
+from switchboard.providers.base import configured_price
 from switchboard.providers.openai_http import DEFAULT_API_BASE, OpenAIHttpProvider
 from switchboard.providers.router import ProviderRouter
 from switchboard.routing import DeploymentHealth, InFlight, Planner, Router
@@ -115,10 +117,11 @@ def build_provider(settings: Settings) -> Provider:
     estimator = PromptEstimator.bundled()
     prices = PriceTable.bundled()
     for deployment in settings.deployments:
-        if deployment.input_cost_per_token is None and deployment.output_cost_per_token is None:
+        if configured_price(deployment, Usage()) is None:
             # Resolved now, so the map is parsed at start rather than on a call.
             prices.lookup(deployment.model)
     fast: OpenAIHttpProvider | None = None
+    served: list[str] = []
     if settings.providers.fast_path:
         # The fast path reads the environment litellm would read for `openai/...`.
         fast = OpenAIHttpProvider(
@@ -132,7 +135,7 @@ def build_provider(settings: Settings) -> Provider:
         served = [d.id for d in settings.deployments if fast.serves(d)]
         log.info("provider fast path: %s", ", ".join(served) or "no deployment is eligible")
     general: Provider | None = None
-    if fast is None or not all(fast.serves(d) for d in settings.deployments):
+    if fast is None or len(served) < len(settings.deployments):
         # Imported here, once per process, because importing litellm takes seconds.
         from switchboard.providers.litellm_adapter import LitellmProvider
 
