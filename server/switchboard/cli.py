@@ -87,9 +87,21 @@ def _load(path: str) -> Settings | None:
     return settings
 
 
+def _workers_fit(path: str, settings: Settings, count: int) -> bool:
+    """Whether `count` workers can serve `settings`; says why not on stderr."""
+    from switchboard.workers import problems
+
+    found = problems(settings, count)
+    if found:
+        print(f"{path}: cannot serve with {count} workers:", file=sys.stderr)
+        for problem in found:
+            print(f"  {problem}", file=sys.stderr)
+    return not found
+
+
 def _check_config(path: str) -> int:
     settings = _load(path)
-    if settings is None:
+    if settings is None or not _workers_fit(path, settings, settings.workers):
         return 1
     for ignored in settings.ignored:
         print(f"ignored: {ignored} (a LiteLLM setting Switchboard does not implement)")
@@ -104,7 +116,7 @@ def _serve(
     import uvloop
 
     from switchboard.app import serve, supervise
-    from switchboard.workers import parse_worker, too_small, worker_command, worker_settings
+    from switchboard.workers import parse_worker, worker_command, worker_settings
 
     settings = _load(path)
     if settings is None:
@@ -133,19 +145,7 @@ def _serve(
     if count == 1:
         uvloop.run(serve(settings, listen=address, on_ready=ready))
         return 0
-    problems = [
-        f"{limit}: below {count}, so some worker's share of it would be 0"
-        for limit in too_small(settings, count)
-    ]
-    if settings.telemetry.prometheus_listen is not None:
-        problems.append(
-            "switchboard.telemetry.prometheus_listen: one scrape port cannot serve several "
-            "workers; export with OTLP instead"
-        )
-    if problems:
-        print(f"{path}: cannot serve with {count} workers:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+    if not _workers_fit(path, settings, count):
         return 1
     return uvloop.run(
         supervise(

@@ -73,6 +73,22 @@ def too_small(settings: Settings, count: int) -> list[str]:
     return found
 
 
+def problems(settings: Settings, count: int) -> list[str]:
+    """Why `settings` cannot be served by `count` workers; empty when it can."""
+    if count == 1:
+        return []
+    found = [
+        f"{limit}: below {count}, so some worker's share of it would be 0"
+        for limit in too_small(settings, count)
+    ]
+    if settings.telemetry.prometheus_listen is not None:
+        found.append(
+            "switchboard.telemetry.prometheus_listen: one scrape port cannot serve several "
+            "workers; export with OTLP instead"
+        )
+    return found
+
+
 def worker_settings(settings: Settings, index: int, count: int) -> Settings:
     """The settings worker `index` of `count` serves: its share of every limit, no simulator."""
     deployments = tuple(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from switchboard.cli import main
 from switchboard.config import parse_settings
-from switchboard.workers import parse_worker, share, too_small, worker_settings
+from switchboard.workers import parse_worker, problems, share, too_small, worker_settings
 
 
 def test_shares_sum_to_the_limit_and_differ_by_at_most_one() -> None:
@@ -52,3 +55,25 @@ def test_limits_below_the_worker_count_are_named() -> None:
 def test_worker_labels_are_checked(bad: str) -> None:
     with pytest.raises(ValueError, match="INDEX/COUNT"):
         parse_worker(bad)
+
+
+def test_problems_name_small_limits_and_a_scrape_port(tmp_path: Path) -> None:
+    config = (
+        "model_list:\n"
+        "  - model_name: g\n"
+        "    litellm_params: {model: openai/x, api_key: k, rpm: 3}\n"
+        "switchboard:\n"
+        "  server: {workers: 4}\n"
+        "  telemetry: {prometheus_listen: '127.0.0.1:9464'}\n"
+    )
+    settings = parse_settings(config, source="t", env={})
+    assert problems(settings, 1) == []
+    found = problems(settings, 4)
+    assert (
+        found[0] == "model_list[g/openai/x].rpm 3: below 4, so some worker's share of it would be 0"
+    )
+    assert found[1].startswith("switchboard.telemetry.prometheus_listen")
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    # check-config refuses what `serve` would refuse with the configured workers.
+    assert main(["check-config", str(path)]) == 1
