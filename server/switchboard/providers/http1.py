@@ -137,23 +137,26 @@ class Response:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; serves one request at a time."""
 
+    # The state of the answer being read; `_reset` starts it afresh for each request.
+    _parser: httptools.HttpResponseParser
+    _head: asyncio.Future[Response] | None
+    _headers: dict[str, str]
+    _header_bytes: int
+    _complete: bool
+    _keep_alive: bool
+    _error: Exception | None
+    _decoder: zlib._Decompress | None
+
     def __init__(self, pool: _OriginPool) -> None:
         self._pool = pool
-        self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
-        self._head: asyncio.Future[Response] | None = None
-        self._headers: dict[str, str] = {}
-        self._header_bytes = 0
         self._name = b""
         self._body: collections.deque[bytes] = collections.deque()
-        self._complete = False
-        self._keep_alive = False
-        self._error: Exception | None = None
         self._wake: asyncio.Future[None] | None = None
-        self._decoder: zlib._Decompress | None = None
         self._in_use = False
+        self._reset()
 
     # asyncio.Protocol
 
@@ -286,6 +289,7 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def _reset(self) -> None:
+        """A connection's state for its next answer."""
         self._parser = httptools.HttpResponseParser(self)
         self._headers = {}
         self._header_bytes = 0
