@@ -44,6 +44,7 @@ from switchboard.providers.base import configured_price
 from switchboard.providers.http1 import HttpClient, HttpError, Request, Response
 from switchboard.providers.openai_wire import (
     error_body,
+    error_fields,
     parse_chunk,
     parse_response,
     request_fields,
@@ -320,7 +321,7 @@ class HttpStream:
             # vLLM and others report a failure after the 200 as an error event.
             code = payload["error"].get("code")
             status = code if isinstance(code, int) else 500
-            message, text_code = error_body(data.encode())
+            message, text_code = error_fields(payload, data)
             raise status_error(status, message, text_code, {}, self._deployment_id, time.time)
         try:
             return parse_chunk(payload)

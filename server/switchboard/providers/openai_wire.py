@@ -251,20 +251,25 @@ def status_error(
 def error_body(body: bytes) -> tuple[str, str | None]:
     """The first line of an error answer's message (at most 500 characters) and its code."""
     text = body.decode("utf-8", "replace").strip()
-    message, code = text, None
     try:
         data = json.loads(text) if text else None
     except ValueError:
         data = None
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            text_field = error.get("message")
-            message = text_field if isinstance(text_field, str) else ""
-            code = error["code"] if isinstance(error.get("code"), str) else None
-        elif isinstance(error, str):
-            message = error
-    return first_line(message), code
+    return error_fields(data, text) if isinstance(data, dict) else (first_line(text), None)
+
+
+def error_fields(data: Mapping[str, Any], text: str) -> tuple[str, str | None]:
+    """The message's first line and the code of a decoded error answer (`{"error": ...}`).
+
+    `text` is the answer as received: its first line is the message when the
+    error is neither an object nor a string.
+    """
+    error = data.get("error", data)
+    if isinstance(error, Mapping):
+        text_field = error.get("message")
+        code = error["code"] if isinstance(error.get("code"), str) else None
+        return first_line(text_field if isinstance(text_field, str) else ""), code
+    return first_line(error if isinstance(error, str) else text), None
 
 
 def first_line(text: str) -> str:
