@@ -181,6 +181,9 @@ class ProviderChunk:
 
     The last chunk of a stream carries `finish_reason` and, where the provider
     reports it, `usage`; earlier chunks carry text or tool-call fragments.
+    `pieces` counts the upstream events with text a chunk stands for (one,
+    unless events that arrived together were merged): with no usage
+    reported, each is taken as about one token.
     """
 
     content: str = ""
@@ -189,6 +192,7 @@ class ProviderChunk:
     model: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    pieces: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,7 +287,7 @@ class Gateway:
                 if chunk.content or chunk.tool_calls:
                     if first_chunk_at is None:
                         first_chunk_at = self._clock()
-                    delivered += 1
+                    delivered += chunk.pieces
                     span.add_output(chunk.content)
                     yield StreamDelta(content=chunk.content, tool_calls=chunk.tool_calls)
                 chunk = await anext(opened.chunks, None)

@@ -10,7 +10,16 @@ import pytest
 
 from switchboard.app import build_gateway
 from switchboard.config import Settings, parse_settings
-from switchboard.domain import CompletionRequest, Message, ProviderChunk, Role, Sampling, Usage
+from switchboard.domain import (
+    CompletionRequest,
+    FinishReason,
+    Message,
+    ProviderChunk,
+    Role,
+    Sampling,
+    StreamFinal,
+    Usage,
+)
 from switchboard.errors import (
     CapacityExhausted,
     ContextWindowExceeded,
@@ -264,6 +273,25 @@ async def test_a_stream_left_early_is_charged_what_was_delivered(clock: FakeCloc
     await events.aclose()
     # Prompt estimate (5) plus the one delivered chunk, not the 105 reserved.
     assert _headroom(gateway, "s") == (1, 1000 - 6)
+
+
+async def test_a_stream_without_usage_is_charged_a_token_per_upstream_piece(
+    clock: FakeClock,
+) -> None:
+    provider = ScriptedProvider(clock)
+    gateway = _gateway(provider, clock, _settings())
+    # Three upstream events merged into one chunk still count as three.
+    provider.stream_script["s"] = [
+        ProviderChunk(content="a b c", pieces=3),
+        ProviderChunk(content="d"),
+        ProviderChunk(finish_reason=FinishReason.STOP, pieces=0),
+    ]
+    events = [event async for event in gateway.stream(_request("solo", "hello"), deadline=None)]
+    final = events[-1]
+    assert isinstance(final, StreamFinal)
+    assert final.usage.output_tokens == 4
+    # Prompt estimate (5) plus the four pieces.
+    assert _headroom(gateway, "s") == (1, 1000 - 9)
 
 
 async def test_retry_after_cools_a_deployment_for_exactly_that_long(clock: FakeClock) -> None:

@@ -31,11 +31,12 @@ from switchboard.domain import (
     Sampling,
     Tool,
     ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from switchboard.providers.litellm_adapter import LitellmProvider
 from switchboard.providers.openai_http import MAX_SSE_LINE_BYTES, OpenAIHttpProvider, PoolLimits
-from switchboard.providers.openai_wire import error_body, parse_chunk
+from switchboard.providers.openai_wire import error_body, merge_chunks, parse_chunk
 from switchboard.providers.openai_wire import status_error as wire_status_error
 from switchboard.providers.router import ProviderRouter
 from switchboard.providers.sse import DONE, SseDecoder
@@ -339,6 +340,18 @@ async def _drain(stream: Any) -> list[ProviderChunk]:
     return [chunk async for chunk in stream]
 
 
+def _folded(chunks: list[ProviderChunk]) -> list[ProviderChunk]:
+    """`chunks` merged wherever they may be: what a stream says, however it was read."""
+    out: list[ProviderChunk] = []
+    for chunk in chunks:
+        merged = merge_chunks(out[-1], chunk) if out else None
+        if merged is None:
+            out.append(chunk)
+        else:
+            out[-1] = merged
+    return [replace(c, id="") for c in out]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 async def test_each_simulated_fault_is_the_same_error_on_both_paths(
@@ -394,7 +407,7 @@ async def test_answers_are_the_same_on_both_paths(
     assert hint_fast.requests_reset_s == pytest.approx(hint_litellm.requests_reset_s, abs=1)
     chunks_litellm = await _drain(await litellm_provider.stream(dep, seeded, timeout_s=10))
     chunks_fast = await _drain(await fast.stream(dep, seeded, timeout_s=10))
-    assert [replace(c, id="") for c in chunks_fast] == [replace(c, id="") for c in chunks_litellm]
+    assert _folded(chunks_fast) == _folded(chunks_litellm)
     assert chunks_fast[-1].usage is not None
 
 
@@ -482,9 +495,9 @@ FINISH = b'data: {"id":"c","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
 @pytest.mark.parametrize(
     ("body", "outcome"),
     [
-        (CONTENT + FINISH + b"data: [DONE]\n\n", ["hi", FinishReason.STOP]),
-        (CONTENT + FINISH, ["hi", FinishReason.STOP]),  # no [DONE], but finished
-        (CONTENT + b"data: [DONE]", ["hi"]),  # [DONE] without its blank line
+        (CONTENT + FINISH + b"data: [DONE]\n\n", [("hi", FinishReason.STOP)]),
+        (CONTENT + FINISH, [("hi", FinishReason.STOP)]),  # no [DONE], but finished
+        (CONTENT + b"data: [DONE]", [("hi", None)]),  # [DONE] without its blank line
         (CONTENT, errors.UpstreamUnavailable),  # dropped before finishing
         (CONTENT + ERROR_EVENT, errors.UpstreamUnavailable),
         (CONTENT + b"data: {nope\n\n", errors.UpstreamInternal),
@@ -496,11 +509,76 @@ async def test_how_a_stream_ends(fast: OpenAIHttpProvider, body: bytes, outcome:
         stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
         if isinstance(outcome, list):
             chunks = await _drain(stream)
-            seen = [c.content or c.finish_reason for c in chunks]
+            seen = [(c.content, c.finish_reason) for c in chunks]
             assert seen == outcome
         else:
             with pytest.raises(outcome):
                 await _drain(stream)
+
+
+def test_merge_chunks_joins_text_and_keeps_tool_calls_and_endings_apart() -> None:
+    hi, there = ProviderChunk("hi", id="c", model="m"), ProviderChunk(" there")
+    finish = ProviderChunk(finish_reason=FinishReason.STOP)
+    usage = ProviderChunk(usage=Usage(3, 2))
+    tool = ProviderChunk(tool_calls=(ToolCallDelta(0, "t1", "lookup", "{}"),))
+
+    text = merge_chunks(hi, there)
+    assert text == ProviderChunk("hi there", id="c", model="m", pieces=2)
+    ended = merge_chunks(merge_chunks(text, finish) or hi, usage)
+    assert ended == ProviderChunk(
+        "hi there", id="c", model="m", finish_reason=FinishReason.STOP, usage=Usage(3, 2), pieces=2
+    )
+    assert merge_chunks(hi, tool) is None
+    assert merge_chunks(tool, hi) is None
+    assert merge_chunks(finish, hi) is None  # no text after the end
+    assert merge_chunks(finish, finish) is None
+    assert merge_chunks(usage, hi) is None  # nothing after usage
+    assert merge_chunks(finish, usage) == ProviderChunk(
+        finish_reason=FinishReason.STOP, usage=Usage(3, 2), pieces=0
+    )
+
+
+async def test_events_that_arrive_together_leave_as_one_chunk() -> None:
+    """What is buffered is merged; what has not arrived is not waited for."""
+    gate = asyncio.Event()
+
+    class Staged(Recorder):
+        async def handle(self, request: web.Request) -> web.StreamResponse:  # type: ignore[override]
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(CONTENT)
+            await gate.wait()
+            usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\n'
+            await response.write(CONTENT + CONTENT + FINISH + usage + b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
+
+    provider = OpenAIHttpProvider(
+        fallback_price=lambda _d, _u: None, estimate=lambda _r: 1, wall_clock=_clock
+    )
+    try:
+        async with serving(Staged()) as base:
+            stream = await provider.stream(deployment(base), SAY_HI, timeout_s=5)
+            chunks = aiter(stream)
+            first = await anext(chunks)
+            assert (first.content, first.finish_reason, first.pieces) == ("hi", None, 1)
+            gate.set()
+            rest = [chunk async for chunk in chunks]
+    finally:
+        await provider.aclose()
+    assert rest == [
+        ProviderChunk("hihi", id="c", finish_reason=FinishReason.STOP, usage=Usage(3, 3), pieces=2)
+    ]
+
+
+async def test_text_before_an_error_event_is_delivered_first(fast: OpenAIHttpProvider) -> None:
+    async with serving(PeerRecorder(status=200, sse=CONTENT + CONTENT + ERROR_EVENT)) as base:
+        stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
+        seen: list[str] = []
+        with pytest.raises(errors.UpstreamUnavailable):
+            async for chunk in stream:
+                seen.append(chunk.content)
+    assert seen == ["hihi"]
 
 
 async def test_a_stream_line_past_the_bound_is_refused(fast: OpenAIHttpProvider) -> None:

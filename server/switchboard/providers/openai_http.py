@@ -45,6 +45,7 @@ from switchboard.providers.http1 import HttpClient, HttpError, Request, Response
 from switchboard.providers.openai_wire import (
     error_body,
     error_fields,
+    merge_chunks,
     parse_chunk,
     parse_response,
     request_fields,
@@ -255,30 +256,38 @@ class HttpStream:
         self._response.close()
 
     async def _chunks(self) -> AsyncIterator[ProviderChunk]:
+        """Chunks as they arrive; the events of one read leave merged where they can."""
         decoder = SseDecoder()
         done = finished = False
         try:
-            async for line in self._lines():
-                data = decoder.feed(line)
-                if data is None or done:
-                    continue
-                if data == DONE:
-                    # Read on to the body's end so the connection goes back to the pool.
-                    done = True
-                    continue
-                chunk = self._decode(data)
-                if chunk is None:
-                    continue
-                finished = finished or chunk.finish_reason is not None
-                yield chunk
-            # The last event, when the server ended the body without its blank line.
-            tail = decoder.flush()
-            if tail is not None and not done:
-                done = tail == DONE
-                last = None if done else self._decode(tail)
-                if last is not None:
-                    finished = finished or last.finish_reason is not None
-                    yield last
+            async for lines in self._reads():
+                pending: ProviderChunk | None = None
+                for line in lines:
+                    data = decoder.feed(line) if line is not None else decoder.flush()
+                    if data is None or done:
+                        continue
+                    if data == DONE:
+                        # Read on to the body's end so the connection goes back to the pool.
+                        done = True
+                        continue
+                    try:
+                        chunk = self._decode(data)
+                    except ProviderError:
+                        if pending is not None:
+                            yield pending  # what came before the error event is the caller's
+                        raise
+                    if chunk is None:
+                        continue
+                    finished = finished or chunk.finish_reason is not None
+                    if pending is None:
+                        pending = chunk
+                    elif (merged := merge_chunks(pending, chunk)) is not None:
+                        pending = merged
+                    else:
+                        yield pending
+                        pending = chunk
+                if pending is not None:
+                    yield pending
         except (HttpError, OSError, TimeoutError) as exc:
             raise transport_error(exc, self._deployment_id, self._timeout_s) from exc
         finally:
@@ -288,8 +297,12 @@ class HttpStream:
                 "the stream ended before it finished", deployment=self._deployment_id
             )
 
-    async def _lines(self) -> AsyncIterator[str]:
-        """The body's lines without their endings, each bounded in length."""
+    async def _reads(self) -> AsyncIterator[list[str | None]]:
+        """The body's lines, without their endings, a read at a time, each bounded in length.
+
+        The last batch ends with None: the body ended, and an event the server
+        left without its blank line ends there too.
+        """
         chunks = aiter(self._response.iter_chunks())
         pending = b""
         while True:
@@ -299,15 +312,17 @@ class HttpStream:
                 break
             pending += data
             *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.rstrip(b"\r").decode("utf-8", "replace")
+            if lines:
+                yield [line.rstrip(b"\r").decode("utf-8", "replace") for line in lines]
             if len(pending) > MAX_SSE_LINE_BYTES:
                 raise UpstreamInternal(
                     f"the provider streamed a line over {MAX_SSE_LINE_BYTES} bytes",
                     deployment=self._deployment_id,
                 )
-        if pending:
-            yield pending.rstrip(b"\r").decode("utf-8", "replace")
+        last: list[str | None] = (
+            [pending.rstrip(b"\r").decode("utf-8", "replace")] if pending else []
+        )
+        yield [*last, None]
 
     def _decode(self, data: str) -> ProviderChunk | None:
         try:

@@ -172,6 +172,28 @@ def parse_chunk(data: Any) -> ProviderChunk | None:
     )
 
 
+def merge_chunks(first: ProviderChunk, then: ProviderChunk) -> ProviderChunk | None:
+    """One chunk for two that arrived together, or None when they must stay apart.
+
+    Text joins; tool-call fragments and anything after usage stay separate,
+    and a finished chunk takes no more text. Merging is what keeps a stream's
+    cost per call flat when the loop falls behind: events that are already
+    buffered leave in one gRPC message instead of one each.
+    """
+    if first.tool_calls or then.tool_calls or first.usage is not None:
+        return None
+    if first.finish_reason is not None and (then.content or then.finish_reason is not None):
+        return None
+    return ProviderChunk(
+        content=first.content + then.content,
+        id=first.id or then.id,
+        model=first.model or then.model,
+        finish_reason=first.finish_reason or then.finish_reason,
+        usage=then.usage,
+        pieces=(first.pieces if first.content else 0) + (then.pieces if then.content else 0),
+    )
+
+
 def parse_usage(raw: Any) -> Usage | None:
     if raw is None or isinstance(raw, str | bytes | int | float | list):
         return None
