@@ -2,10 +2,14 @@
 
 Two stages, so every mistake is reported at once with its path: a strict
 pydantic parse of the file's shape, then cross-field checks (fallbacks and
-aliases name real groups, addresses parse). An existing LiteLLM proxy config
-loads unchanged: LiteLLM keys Switchboard does not implement are collected
-as `ignored` (reported once at start by path) instead of failing, while
-keys neither project knows are errors, because they are usually typos.
+aliases name real groups, addresses parse). Whatever LiteLLM's proxy loads
+loads here too, as LiteLLM reads it: a null section is an absent one, `rpm`
+and `tpm` may sit beside `litellm_params`, `include` merges other files, and
+an empty `model_list` is a warning. What Switchboard does not implement, and
+what LiteLLM itself would skip (a key neither project knows, a fallback to
+no group), is collected by path in `ignored`, never dropped in silence; keys
+neither project knows also get a warning, since they are usually typos. Our
+own `switchboard:` section stays strict.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # In a caller key's `models`: every model group and alias.
 ALL_MODELS = "*"
+# Quoted fragments of a YAML error's description: they may quote the file.
+QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
 
 # LiteLLM's routing strategy names, and the aliases it accepts for them.
@@ -40,6 +46,8 @@ ROUTING_STRATEGIES: Mapping[str, str] = {
     "usage-based-routing": "usage-based-routing",
     "usage-based-routing-v2": "usage-based-routing",
     "cost-based-routing": "cost-based-routing",
+    # Switchboard's own: each group's deployments in turn.
+    "round-robin": "round-robin",
 }
 
 # router_settings that LiteLLM's Router accepts; those not implemented here
@@ -68,14 +76,23 @@ LITELLM_ROUTER_SETTINGS = frozenset(
     }
 )  # fmt: skip
 
-# Top-level sections of a LiteLLM proxy config that Switchboard does not use.
+# Top-level sections LiteLLM's proxy reads (litellm 1.110 proxy_server.py
+# ProxyConfig.load_config) that Switchboard does not use: reported as ignored.
 LITELLM_TOP_LEVEL = frozenset(
     {
-        "environment_variables", "include", "guardrails", "mcp_servers", "mcp_aliases",
-        "files_settings", "credential_list", "vector_store_registry", "callback_settings",
-        "prompts", "search_tools", "agent_list",
+        "environment_variables", "guardrails", "mcp_servers", "mcp_aliases", "mcp_tools",
+        "files_settings", "finetune_settings", "credential_list", "vector_store_registry",
+        "callback_settings", "assistant_settings", "prompts", "search_tools", "agent_list",
+        "agents", "sandbox_tools", "default_vertex_config", "worker_registry", "policies",
+        "policy_attachments",
     }
 )  # fmt: skip
+
+# LiteLLM's proxy refuses these in router_settings (they belong in general_settings).
+LITELLM_ROUTER_REFUSED = frozenset({"health_check_interval", "health_check_concurrency"})
+
+# Merges other config files, as LiteLLM's proxy does (config_includes.py).
+INCLUDE_KEY = "include"
 
 
 class ConfigError(Exception):
@@ -127,10 +144,13 @@ class RawModelInfo(_Open):
     output_cost_per_token: float | None = Field(default=None, ge=0)
 
 
-class RawDeployment(_Strict):
+class RawDeployment(_Open):
     model_name: str = Field(min_length=1)
     litellm_params: RawLitellmParams
     model_info: RawModelInfo = RawModelInfo()
+    # LiteLLM's router reads limits here first, then in litellm_params, then in model_info.
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
 
 
 FallbackList = list[dict[str, list[str]]]
@@ -145,6 +165,8 @@ class RawRouterSettings(_Open):
     allowed_fails: int | None = Field(default=None, ge=0)
     cooldown_time: float | None = Field(default=None, ge=0)
     fallbacks: FallbackList | None = None
+    # Groups every group without fallbacks of its own falls back to (LiteLLM's generic fallbacks).
+    default_fallbacks: list[str] | None = None
     context_window_fallbacks: FallbackList | None = None
     content_policy_fallbacks: FallbackList | None = None
     model_group_alias: dict[str, str] = Field(default_factory=dict)
@@ -204,6 +226,9 @@ class RawServer(_Strict):
     # Ping a connection idle this long; drop it when the ping is not answered in time.
     keepalive_time_seconds: float = Field(default=60.0, ge=1, le=24 * 3600)
     keepalive_timeout_seconds: float = Field(default=20.0, ge=1, le=3600)
+    # At shutdown, health says NOT_SERVING this long before new calls are refused,
+    # so load balancers stop sending first. Absent: 5 s, or 0 when listening on loopback.
+    drain_seconds: float | None = Field(default=None, ge=0, le=3600)
 
 
 class RawLimits(_Strict):
@@ -221,6 +246,10 @@ class RawRouting(_Strict):
     fail_window_seconds: float = Field(default=60.0, gt=0)
     # Honour `x-switchboard-fault` request metadata (staging tests of fallbacks).
     allow_fault_injection: bool = False
+    # The longest cooldown a provider's Retry-After or x-ratelimit-reset-* can ask for.
+    max_cooldown_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
+    # The longest gap between two chunks of a stream, once it started.
+    stream_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
 class RawKey(_Strict):
@@ -287,7 +316,8 @@ class RawSwitchboard(_Strict):
 
 
 class RawConfig(_Open):
-    model_list: list[RawDeployment] = Field(min_length=1)
+    # Empty or absent: LiteLLM serves the models added later; here every call is NOT_FOUND.
+    model_list: list[RawDeployment] = Field(default_factory=list)
     router_settings: RawRouterSettings = RawRouterSettings()
     litellm_settings: RawLitellmSettings = RawLitellmSettings()
     general_settings: RawGeneralSettings = RawGeneralSettings()
@@ -345,6 +375,8 @@ class RoutingSettings:
     ramp_floor: float = 0.1
     fail_window_s: float = 60.0
     allow_fault_injection: bool = False
+    max_cooldown_s: float = 300.0
+    stream_idle_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,12 +463,18 @@ class Settings:
     max_concurrent_calls: int
     simulator: SimulatorSettings | None
     workers: int = 1
+    # NOT_SERVING this long before the server refuses new calls; None: 5 s, 0 on loopback.
+    drain_s: float | None = None
     limits: LimitSettings = LimitSettings()
     routing: RoutingSettings = RoutingSettings()
     transport: TransportSettings = TransportSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     providers: ProviderSettings = ProviderSettings()
+    # Paths of settings not applied: LiteLLM features Switchboard lacks, keys
+    # neither project knows, fallbacks and aliases naming no group.
     ignored: tuple[str, ...] = field(default=())
+    # Things an operator should read at start (an empty model_list, likely typos).
+    warnings: tuple[str, ...] = ()
     # Empty: every caller is admitted.
     keys: tuple[CallerKey, ...] = ()
 
@@ -460,52 +498,142 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    return parse_settings(text, source=source, env=os.environ if env is None else env)
+    return parse_settings(
+        text, source=source, env=os.environ if env is None else env, origin=Path(path)
+    )
 
 
-def parse_settings(text: str, *, source: str, env: Mapping[str, str]) -> Settings:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+def parse_settings(
+    text: str, *, source: str, env: Mapping[str, str], origin: Path | None = None
+) -> Settings:
+    """`origin` is the file `include` entries are relative to; None: the working directory."""
+    document, problem = _yaml(text)
+    if problem is not None:
+        raise ConfigError(source, [problem])
+    if document is None:
+        document = {}
     if not isinstance(document, dict):
         raise ConfigError(source, ["the top level must be a mapping with a model_list"])
     problems: list[str] = []
-    document = _resolve_env(document, "", env, problems)
+    document = _with_includes(document, origin or Path.cwd() / "<inline>", problems)
     ignored: list[str] = []
+    warnings: list[str] = []
     for key in list(document):
-        if key in LITELLM_TOP_LEVEL:
-            ignored.append(str(key))
-            del document[key]
+        if key == "switchboard" or key in RawConfig.model_fields:
+            continue
+        # LiteLLM's proxy skips keys it does not read, so a config with one still loads.
+        ignored.append(str(key))
+        if key not in LITELLM_TOP_LEVEL:
+            warnings.append(f"{key}: LiteLLM does not know this top-level key either (a typo?)")
+        del document[key]
+    unset: list[tuple[str, str]] = []
+    document = _resolve_env(document, "", env, unset)
     try:
         raw = RawConfig.model_validate(document)
     except ValidationError as exc:
         problems.extend(_format_validation(exc))
+        problems.extend(f"{path}: environment variable {name} is not set" for path, name in unset)
         raise ConfigError(source, problems) from None
-    for key in raw.model_extra or {}:
-        problems.append(f"{key}: unknown top-level key")
-    if problems:
-        raise ConfigError(source, problems)
-    settings = _build(raw, problems, ignored)
+    settings = _build(raw, problems, ignored, warnings)
+    # A value that is not used needs no variable, as LiteLLM reads an unset one as None.
+    problems.extend(
+        f"{path}: environment variable {name} is not set"
+        for path, name in unset
+        if not any(_within(path, i) for i in settings.ignored)
+    )
     if problems:
         raise ConfigError(source, problems)
     return settings
 
 
-def _resolve_env(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+def _yaml(text: str) -> tuple[Any, str | None]:
+    """The document, or a problem naming line and column but never the line's text.
+
+    The offending line may hold a key, so PyYAML's own message (which quotes
+    it) is not used, and quoted fragments of its description are elided.
+    """
+    try:
+        return yaml.safe_load(text), None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+        what = QUOTED.sub("'...'", exc.problem or exc.context or "syntax error")
+        return None, f"not valid YAML{where}: {what}"
+    except yaml.YAMLError:
+        return None, "not valid YAML"
+
+
+def _drop_nulls(value: Any) -> Any:
+    """A key written with no value is absent, as LiteLLM reads it (`general_settings:`)."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _with_includes(document: dict[str, Any], origin: Path, problems: list[str]) -> dict[str, Any]:
+    """`include` as LiteLLM's proxy does it: each file named, relative to the file that
+    names it, is merged in; lists are extended, other values replaced; a file once."""
+    merged: dict[str, Any] = _drop_nulls(document)
+    pending = [(entry, origin) for entry in _include_entries(merged, "include", problems)]
+    merged.pop(INCLUDE_KEY, None)
+    seen = {origin.resolve()}
+    while pending:
+        entry, declared_in = pending.pop(0)
+        file = (declared_in.parent / entry).resolve()
+        if file in seen:
+            continue
+        seen.add(file)
+        where = f"include {entry!r}"
+        try:
+            included, problem = _yaml(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            problems.append(f"{where}: cannot read the file: {exc.strerror or exc}")
+            continue
+        if problem is not None or not isinstance(included, dict):
+            problems.append(f"{where}: {problem or 'the top level must be a mapping'}")
+            continue
+        included = _drop_nulls(included)
+        pending.extend((e, file) for e in _include_entries(included, where, problems))
+        for key, value in included.items():
+            if key == INCLUDE_KEY:
+                continue
+            before = merged.get(key)
+            if isinstance(before, list) and isinstance(value, list):
+                value = [*before, *value]
+            merged[key] = value
+    return merged
+
+
+def _include_entries(document: Mapping[str, Any], where: str, problems: list[str]) -> list[str]:
+    entries = document.get(INCLUDE_KEY, [])
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        problems.append(f"{where}: expected a list of file paths")
+        return []
+    return entries
+
+
+def _within(path: str, ignored: str) -> bool:
+    return path == ignored or path.startswith((f"{ignored}.", f"{ignored}["))
+
+
+def _resolve_env(
+    value: Any, path: str, env: Mapping[str, str], unset: list[tuple[str, str]]
+) -> Any:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX) :]
         if name not in env:
-            problems.append(f"{path}: environment variable {name} is not set")
+            unset.append((path, name))
             return value
         return env[name]
     if isinstance(value, dict):
         return {
-            k: _resolve_env(v, f"{path}.{k}" if path else str(k), env, problems)
+            k: _resolve_env(v, f"{path}.{k}" if path else str(k), env, unset)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_resolve_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+        return [_resolve_env(v, f"{path}[{i}]", env, unset) for i, v in enumerate(value)]
     return value
 
 
@@ -562,25 +690,72 @@ def _readable(name: str, path: str, problems: list[str]) -> Path:
 
 def _fallbacks(
     name: str,
-    *sources: FallbackList | None,
+    router: FallbackList | None,
+    litellm: FallbackList | None,
+    *,
     groups: Mapping[str, object],
-    problems: list[str],
+    ignored: list[str],
+    warnings: list[str],
 ) -> dict[str, tuple[str, ...]]:
-    chosen = next((s for s in sources if s is not None), None) or []
+    """The chains of router_settings, else litellm_settings (LiteLLM's precedence).
+
+    A name that is no group is left out and reported: LiteLLM loads it and
+    fails only when the fallback is tried.
+    """
+    section, chosen = (
+        ("router_settings", router) if router is not None else ("litellm_settings", litellm)
+    )
     out: dict[str, tuple[str, ...]] = {}
-    for i, entry in enumerate(chosen):
+    for i, entry in enumerate(chosen or []):
         for group, targets in entry.items():
-            where = f"{name}[{i}].{group}"
+            where = f"{section}.{name}[{i}].{group}"
             if group not in groups:
-                problems.append(f"{where}: no model group named {group!r}")
-            for target in targets:
-                if target not in groups:
-                    problems.append(f"{where}: fallback {target!r} is not a model group")
-            out[group] = out.get(group, ()) + tuple(targets)
+                ignored.append(where)
+                warnings.append(f"{where}: no model group named {group!r}; entry ignored")
+                continue
+            kept = []
+            for j, target in enumerate(targets):
+                if target in groups:
+                    kept.append(target)
+                else:
+                    ignored.append(f"{where}[{j}]")
+                    warnings.append(f"{where}[{j}]: {target!r} is not a model group; ignored")
+            out[group] = out.get(group, ()) + tuple(kept)
     return out
 
 
-def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
+def _with_defaults(
+    chains: dict[str, tuple[str, ...]],
+    defaults: list[str],
+    *,
+    groups: Mapping[str, object],
+    ignored: list[str],
+    warnings: list[str],
+) -> dict[str, tuple[str, ...]]:
+    """`router_settings.default_fallbacks` for every group that has no chain of its own."""
+    kept = []
+    for i, target in enumerate(defaults):
+        if target in groups:
+            kept.append(target)
+        else:
+            ignored.append(f"router_settings.default_fallbacks[{i}]")
+            warnings.append(
+                f"router_settings.default_fallbacks[{i}]: {target!r} is not a model group; ignored"
+            )
+    if not kept:
+        return chains
+    out = dict(chains)
+    for group in groups:
+        if group not in out:
+            chain = tuple(t for t in kept if t != group)
+            if chain:
+                out[group] = chain
+    return out
+
+
+def _build(
+    raw: RawConfig, problems: list[str], ignored: list[str], warnings: list[str]
+) -> Settings:
     router, litellm_settings = raw.router_settings, raw.litellm_settings
     default_timeout = router.timeout or litellm_settings.request_timeout or DEFAULT_TIMEOUT_S
     deployments: list[Deployment] = []
@@ -596,6 +771,8 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
                 suffix += 1
             dep_id = f"{dep_id}#{suffix}"
         seen_ids.add(dep_id)
+        ignored.extend(f"model_list[{i}].{k}" for k in entry.model_extra or {})
+        ignored.extend(f"model_list[{i}].model_info.{k}" for k in info.model_extra or {})
         passthrough = {
             k: v
             for k, v in params.model_dump(exclude_none=True).items()
@@ -611,8 +788,10 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
                 model=params.model,
                 provider=params.model.split("/", 1)[0] if "/" in params.model else "openai",
                 params=passthrough,
-                rpm=params.rpm or info.rpm,
-                tpm=params.tpm or info.tpm,
+                # LiteLLM's router (router_strategy/lowest_tpm_rpm_v2.py) reads the
+                # entry's own rpm/tpm first, then litellm_params, then model_info.
+                rpm=_coalesce(entry.rpm, params.rpm, info.rpm),
+                tpm=_coalesce(entry.tpm, params.tpm, info.tpm),
                 timeout_s=timeout,
                 stream_timeout_s=params.stream_timeout or router.stream_timeout or timeout,
                 weight=params.weight,
@@ -629,6 +808,8 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
     groups: dict[str, tuple[Deployment, ...]] = {}
     for dep in deployments:
         groups[dep.model_group] = (*groups.get(dep.model_group, ()), dep)
+    if not deployments:
+        warnings.append("model_list: no deployments; every call answers NOT_FOUND")
 
     aliases: dict[str, str] = {}
     for origin, mapping in (
@@ -638,6 +819,12 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         for alias, target in mapping.items():
             if alias in groups:
                 problems.append(f"{origin}.{alias}: alias shadows the model group of that name")
+            elif target not in groups and origin.startswith("router_settings"):
+                # LiteLLM loads it; a call to the alias then finds no deployment.
+                ignored.append(f"{origin}.{alias}")
+                warnings.append(
+                    f"{origin}.{alias}: target {target!r} is not a model group; ignored"
+                )
             elif target not in groups:
                 problems.append(f"{origin}.{alias}: target {target!r} is not a model group")
             else:
@@ -652,26 +839,35 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         allowed_fails=_first(router.allowed_fails, default=DEFAULT_ALLOWED_FAILS),
         cooldown_time_s=_first(router.cooldown_time, default=DEFAULT_COOLDOWN_S),
         max_queue_wait_s=router.max_queue_wait,
-        fallbacks=_fallbacks(
-            "router_settings.fallbacks",
-            router.fallbacks,
-            litellm_settings.fallbacks,
+        fallbacks=_with_defaults(
+            _fallbacks(
+                "fallbacks",
+                router.fallbacks,
+                litellm_settings.fallbacks,
+                groups=groups,
+                ignored=ignored,
+                warnings=warnings,
+            ),
+            router.default_fallbacks or [],
             groups=groups,
-            problems=problems,
+            ignored=ignored,
+            warnings=warnings,
         ),
         context_window_fallbacks=_fallbacks(
-            "router_settings.context_window_fallbacks",
+            "context_window_fallbacks",
             router.context_window_fallbacks,
             litellm_settings.context_window_fallbacks,
             groups=groups,
-            problems=problems,
+            ignored=ignored,
+            warnings=warnings,
         ),
         content_policy_fallbacks=_fallbacks(
-            "router_settings.content_policy_fallbacks",
+            "content_policy_fallbacks",
             router.content_policy_fallbacks,
             litellm_settings.content_policy_fallbacks,
             groups=groups,
-            problems=problems,
+            ignored=ignored,
+            warnings=warnings,
         ),
         drop_params=litellm_settings.drop_params,
         pre_call_checks=router.enable_pre_call_checks,
@@ -680,10 +876,15 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
     if router_settings.routing_strategy != "latency-based-routing" and router.routing_strategy_args:
         ignored.append("router_settings.routing_strategy_args")
     for key in router.model_extra or {}:
-        if key in LITELLM_ROUTER_SETTINGS:
-            ignored.append(f"router_settings.{key}")
-        else:
-            problems.append(f"router_settings.{key}: unknown key")
+        if key in LITELLM_ROUTER_REFUSED:
+            problems.append(f"router_settings.{key}: LiteLLM reads it in general_settings only")
+            continue
+        # LiteLLM's proxy logs a key its Router does not take and skips it.
+        ignored.append(f"router_settings.{key}")
+        if key not in LITELLM_ROUTER_SETTINGS:
+            warnings.append(
+                f"router_settings.{key}: LiteLLM does not know this key either (a typo?)"
+            )
     ignored.extend(f"litellm_settings.{k}" for k in litellm_settings.model_extra or {})
     ignored.extend(f"general_settings.{k}" for k in raw.general_settings.model_extra or {})
 
@@ -713,6 +914,7 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
         router=router_settings,
         listen=_parse_address(server.listen, "switchboard.server.listen", problems),
         shutdown_grace_s=server.shutdown_grace_seconds,
+        drain_s=server.drain_seconds,
         max_concurrent_calls=server.max_concurrent_calls,
         workers=server.workers,
         transport=_transport(server, problems),
@@ -726,10 +928,13 @@ def _build(raw: RawConfig, problems: list[str], ignored: list[str]) -> Settings:
             ramp_floor=raw.switchboard.routing.ramp_floor,
             fail_window_s=raw.switchboard.routing.fail_window_seconds,
             allow_fault_injection=raw.switchboard.routing.allow_fault_injection,
+            max_cooldown_s=raw.switchboard.routing.max_cooldown_seconds,
+            stream_idle_s=raw.switchboard.routing.stream_idle_seconds,
         ),
         telemetry=_telemetry(raw.switchboard.telemetry, problems),
         providers=ProviderSettings(fast_path=raw.switchboard.providers.fast_path),
         ignored=tuple(ignored),
+        warnings=tuple(warnings),
         keys=_keys(raw.switchboard.keys, groups, aliases, problems),
     )
 
