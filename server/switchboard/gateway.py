@@ -13,11 +13,14 @@ attempt failed or was cancelled before it consumed anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
+from switchboard.attempt import AttemptScope, Counts
 from switchboard.config import Deployment, Settings
 from switchboard.domain import (
     Attempt,
@@ -26,7 +29,6 @@ from switchboard.domain import (
     FinishReason,
     Outcome,
     ProviderChunk,
-    ProviderResponse,
     RateLimitHint,
     RouteFacts,
     StreamDelta,
@@ -50,7 +52,7 @@ from switchboard.errors import (
 from switchboard.limits.admission import Admission, Refusal, Reservation, deployment_key
 from switchboard.providers import Provider, ProviderStream
 from switchboard.routing import CallKind, FallbackKind, HealthView, Planner, Router
-from switchboard.telemetry.recorder import AttemptSpan, Recorder
+from switchboard.telemetry.recorder import Recorder
 from switchboard.telemetry.setup import Telemetry
 
 T = TypeVar("T")
@@ -59,6 +61,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # The shortest wait worth sleeping for; guards against spinning on a zero wait.
 MIN_WAIT_S = 0.001
+# Retries of a deployment already tried wait BASE * 2**n, at most MAX, times a jitter in [0.5, 1).
+BASE_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,34 +78,12 @@ class DeploymentStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer(Generic[T]):
-    value: T
-    deployment: Deployment
-    model_group: str
-    fallback_depth: int
-    started: float
-    reservation: Reservation
-    prompt_tokens: int
-    explored: bool
-    queued_s: float
-    span: AttemptSpan
-    candidates: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class _Pick:
     deployment: Deployment
     reservation: Reservation
     explored: bool
     # The eligible deployments the strategy chose among.
     candidates: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _OpenStream:
-    stream: ProviderStream
-    chunks: AsyncIterator[ProviderChunk]
-    first: ProviderChunk
 
 
 @dataclass(slots=True)
@@ -115,6 +98,21 @@ class _Call:
     tried: set[str] = field(default_factory=set)
     used: Counter[str] = field(default_factory=Counter)
     queued_s: float = 0.0
+    # Set by a failure that sends the call down another fallback chain.
+    switch_to: FallbackKind | None = None
+    # When each group last failed with something worth retrying.
+    failed_at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """What a stream has said so far, for its final event."""
+
+    response_id: str = ""
+    model: str = ""
+    finish: FinishReason = FinishReason.STOP
+    usage: Usage | None = None
+    first_chunk_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -141,6 +139,7 @@ class Gateway:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         recorder: Recorder | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._recorder = recorder or Recorder(Telemetry(), clock)
         self._settings = settings
@@ -150,6 +149,8 @@ class Gateway:
         self._admission = admission
         self._clock = clock
         self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._counts = Counts(started=router.started, finished=router.finished)
 
     @property
     def settings(self) -> Settings:
@@ -195,25 +196,32 @@ class Gateway:
         return completion
 
     async def _complete(self, request: CompletionRequest, deadline: float | None) -> Completion:
-        group = self.resolve(request.model)
-        attempts: list[Attempt] = []
-
-        async def call(deployment: Deployment, timeout_s: float) -> ProviderResponse:
-            return await self._provider.complete(deployment, request, timeout_s=timeout_s)
-
-        answer = await self._route(request, group, CallKind.COMPLETE, call, deadline, attempts)
-        deployment, response = answer.deployment, answer.value
-        answer.span.succeeded(response)
-        self._router.finished(deployment)
-        usage = response.usage
-        # A provider that reports no usage is charged the whole reservation.
-        answer.reservation.commit(usage.total_tokens or answer.reservation.tokens)
-        latency = self._clock() - answer.started
-        self._router.succeeded(deployment, CallKind.COMPLETE, latency, usage.output_tokens)
-        if response.rate_limit is not None:
-            self._tighten(deployment, response.rate_limit, answer.reservation.tokens)
-        attempts.append(self._attempt(deployment, answer.model_group, Outcome.SUCCESS, latency))
-        return Completion(response=response, route=self._facts(answer, attempts, usage))
+        call = self._new_call(request, CallKind.COMPLETE)
+        async with contextlib.aclosing(self._attempts(request, call, deadline)) as attempts:
+            async for attempt in attempts:
+                try:
+                    async with attempt:
+                        self._inject_fault(request, attempt, call)
+                        response = await self._provider.complete(
+                            attempt.deployment, request, timeout_s=attempt.timeout_s
+                        )
+                        attempt.span.succeeded(response)
+                        attempt.span_ended()
+                        # A provider that reports no usage is charged the whole reservation.
+                        attempt.commit(response.usage.total_tokens or attempt.reservation.tokens)
+                except ProviderError as err:
+                    self._failed(err, attempt, call)
+                    continue
+                deployment, usage = attempt.deployment, response.usage
+                latency = self._clock() - attempt.started
+                self._router.succeeded(deployment, CallKind.COMPLETE, latency, usage.output_tokens)
+                if response.rate_limit is not None:
+                    self._tighten(deployment, response.rate_limit, attempt.reservation.tokens)
+                call.attempts.append(
+                    self._attempt(deployment, attempt.model_group, Outcome.SUCCESS, latency)
+                )
+                return Completion(response=response, route=self._facts(attempt, call, usage))
+        raise AssertionError("the attempts end by raising")  # pragma: no cover
 
     async def stream(
         self, request: CompletionRequest, *, deadline: float | None
@@ -245,208 +253,255 @@ class Gateway:
         self, request: CompletionRequest, deadline: float | None
     ) -> AsyncGenerator[StreamEvent, None]:
         started = self._clock()
-        group = self.resolve(request.model)
-        attempts: list[Attempt] = []
+        call = self._new_call(request, CallKind.STREAM)
+        async with contextlib.aclosing(self._attempts(request, call, deadline)) as attempts:
+            async for attempt in attempts:
+                deployment = attempt.deployment
+                progress = _Progress()
+                try:
+                    async with attempt:
+                        self._inject_fault(request, attempt, call)
+                        upstream, chunks, first = await self._open_stream(
+                            request, attempt, deadline
+                        )
+                        async with contextlib.aclosing(upstream):
+                            attempt.streaming = True
+                            first_chunk_s = attempt.elapsed()
+                            attempt.span.started_streaming(first_chunk_s)
+                            self._router.succeeded(
+                                deployment, CallKind.STREAM, first_chunk_s, output_tokens=None
+                            )
+                            async for delta in self._relay(attempt, chunks, first, progress):
+                                yield delta
+                            # No usage reported: a streamed piece is about one token.
+                            usage = progress.usage or Usage(
+                                input_tokens=attempt.prompt_tokens,
+                                output_tokens=attempt.delivered,
+                            )
+                            attempt.commit(usage.total_tokens)
+                            attempt.span.streamed(
+                                response_id=progress.response_id,
+                                model=progress.model,
+                                finish=progress.finish,
+                                usage=usage,
+                            )
+                            attempt.span_ended()
+                except ProviderError as err:
+                    if not attempt.streaming:
+                        self._failed(err, attempt, call)
+                        continue
+                    # The caller has chunks already: the stream cannot fall back.
+                    err.deployment = err.deployment or deployment.id
+                    if err.retryable:
+                        self._router.failed(
+                            deployment, retry_after=self._cooldown(err), kind=CallKind.STREAM
+                        )
+                    raise
+                call.attempts.append(
+                    self._attempt(
+                        deployment, attempt.model_group, Outcome.SUCCESS, attempt.elapsed()
+                    )
+                )
+                yield StreamFinal(
+                    id=progress.response_id,
+                    model=progress.model,
+                    finish_reason=progress.finish,
+                    usage=usage,
+                    route=self._facts(attempt, call, usage),
+                    time_to_first_chunk_s=(progress.first_chunk_at or self._clock()) - started,
+                )
+                return
+        raise AssertionError("the attempts end by raising")  # pragma: no cover
 
-        async def open_stream(deployment: Deployment, timeout_s: float) -> _OpenStream:
-            upstream = await self._provider.stream(deployment, request, timeout_s=timeout_s)
-            chunks = aiter(upstream)
-            try:
-                first = await anext(chunks)
-            except StopAsyncIteration:
-                await upstream.aclose()
-                raise UpstreamUnavailable(
-                    "the stream ended before its first chunk", deployment=deployment.id
-                ) from None
-            except BaseException:
-                await upstream.aclose()
-                raise
-            return _OpenStream(upstream, chunks, first)
-
-        answer = await self._route(request, group, CallKind.STREAM, open_stream, deadline, attempts)
-        opened, deployment, reservation = answer.value, answer.deployment, answer.reservation
-        span = answer.span
-        first_chunk_s = self._clock() - answer.started
-        span.started_streaming(first_chunk_s)
-        self._router.succeeded(deployment, CallKind.STREAM, first_chunk_s, output_tokens=None)
-        ended = False
-        first_chunk_at: float | None = None
-        response_id = model = ""
-        finish = FinishReason.STOP
-        usage: Usage | None = None
-        delivered = 0
+    async def _open_stream(
+        self, request: CompletionRequest, attempt: AttemptScope, deadline: float | None
+    ) -> tuple[ProviderStream, AsyncIterator[ProviderChunk], ProviderChunk]:
+        """The upstream stream and its first chunk, within the deployment's stream_timeout."""
+        deployment = attempt.deployment
+        bound = deployment.stream_timeout_s
+        if deadline is not None:
+            bound = min(bound, max(0.0, deadline - self._clock()))
+        upstream: ProviderStream | None = None
         try:
-            chunk: ProviderChunk | None = opened.first
-            while chunk is not None:
-                response_id = response_id or chunk.id
-                model = model or chunk.model
-                if chunk.finish_reason is not None:
-                    finish = chunk.finish_reason
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if chunk.content or chunk.tool_calls:
-                    if first_chunk_at is None:
-                        first_chunk_at = self._clock()
-                    delivered += chunk.pieces
-                    span.add_output(chunk.content)
-                    yield StreamDelta(content=chunk.content, tool_calls=chunk.tool_calls)
-                chunk = await anext(opened.chunks, None)
-            if usage is None:
-                # No usage reported: a streamed chunk is about one token.
-                usage = Usage(input_tokens=answer.prompt_tokens, output_tokens=delivered)
-            reservation.commit(usage.total_tokens)
-            span.streamed(response_id=response_id, model=model, finish=finish, usage=usage)
-            ended = True
-        except ProviderError as err:
-            err.deployment = err.deployment or deployment.id
-            if err.retryable:
-                self._router.failed(deployment, retry_after=err.retry_after, kind=CallKind.STREAM)
-            span.failed(err)
-            raise
+            async with asyncio.timeout(bound):
+                upstream = await self._provider.stream(
+                    deployment, request, timeout_s=min(bound, attempt.timeout_s)
+                )
+                chunks = aiter(upstream)
+                first = await anext(chunks, None)
         except BaseException as exc:
-            if not ended:
-                span.failed(exc)
+            if upstream is not None:
+                await upstream.aclose()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout(
+                    f"no first chunk within {bound:g}s", deployment=deployment.id
+                ) from None
             raise
-        finally:
-            # Left early (cancel, mid-stream failure): what was delivered was consumed.
-            if delivered:
-                reservation.commit(answer.prompt_tokens + delivered)
-            else:
-                reservation.release()
-            self._router.finished(deployment)
-            await opened.stream.aclose()
-        attempts.append(
-            self._attempt(
-                deployment, answer.model_group, Outcome.SUCCESS, self._clock() - answer.started
+        if first is None:
+            await upstream.aclose()
+            raise UpstreamUnavailable(
+                "the stream ended before its first chunk", deployment=deployment.id
             )
-        )
-        yield StreamFinal(
-            id=response_id,
-            model=model,
-            finish_reason=finish,
-            usage=usage,
-            route=self._facts(answer, attempts, usage),
-            time_to_first_chunk_s=(first_chunk_at or self._clock()) - started,
-        )
+        return upstream, chunks, first
 
-    async def _route(
+    async def _relay(
         self,
-        request: CompletionRequest,
-        group: str,
-        kind: CallKind,
-        call: Callable[[Deployment, float], Awaitable[T]],
-        deadline: float | None,
-        attempts: list[Attempt],
-    ) -> _Answer[T]:
-        """Admit and call deployments of `group`, then its fallbacks, until one answers.
+        attempt: AttemptScope,
+        chunks: AsyncIterator[ProviderChunk],
+        first: ProviderChunk,
+        progress: _Progress,
+    ) -> AsyncGenerator[StreamDelta, None]:
+        """The upstream's chunks as deltas; a gap over `stream_idle_seconds` ends the stream."""
+        idle_s = self._settings.routing.stream_idle_s
+        chunk: ProviderChunk | None = first
+        while chunk is not None:
+            progress.response_id = progress.response_id or chunk.id
+            progress.model = progress.model or chunk.model
+            if chunk.finish_reason is not None:
+                progress.finish = chunk.finish_reason
+            if chunk.usage is not None:
+                progress.usage = chunk.usage
+            if chunk.content or chunk.tool_calls:
+                if progress.first_chunk_at is None:
+                    progress.first_chunk_at = self._clock()
+                attempt.delivered += chunk.pieces
+                attempt.span.add_output(chunk.content)
+                yield StreamDelta(content=chunk.content, tool_calls=chunk.tool_calls)
+            try:
+                async with asyncio.timeout(idle_s):
+                    chunk = await anext(chunks, None)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"the stream sent nothing for {idle_s:g}s", deployment=attempt.deployment.id
+                ) from None
 
-        A pass that admits nothing (every candidate out of headroom or
-        cooling down) waits for the earliest to free up, when that fits in
-        the deadline and the queue bound, and passes again.
-        """
-        state = _Call(
-            group=group,
+    def _new_call(self, request: CompletionRequest, kind: CallKind) -> _Call:
+        return _Call(
+            group=self.resolve(request.model),
             kind=kind,
             prompt_tokens=self._provider.estimate_prompt_tokens(request),
-            attempts=attempts,
+            attempts=[],
         )
+
+    @staticmethod
+    def _inject_fault(request: CompletionRequest, attempt: AttemptScope, call: _Call) -> None:
+        fault = request.fault
+        if fault is not None and fault.applies(attempt.deployment.id, len(call.attempts)):
+            raise fault.error(attempt.deployment.id)
+
+    async def _attempts(
+        self, request: CompletionRequest, call: _Call, deadline: float | None
+    ) -> AsyncGenerator[AttemptScope, None]:
+        """The attempts of one call, in order; ends by raising what the caller should see.
+
+        A pass walks the group's deployments, their retries, then the
+        fallback chain. A pass that admits nothing (every candidate out of
+        headroom or cooling down) waits for the earliest to free up, when that
+        fits in the deadline and the queue bound, and passes again. The
+        consumer runs each attempt and reports a failure through `_failed`,
+        which raises when nothing else may help or says where to go next.
+        """
         while True:
             blocked = _Blocked()
-            answer = await self._pass(request, state, blocked, call, deadline)
-            if answer is not None:
-                return answer
+            chain: list[str] = [
+                call.group,
+                *self._fallbacks(request, call.group, FallbackKind.GENERAL),
+            ]
+            per_group = 1 + self._settings.router.num_retries
+            depth = 0
+            while depth < len(chain):
+                current = chain[depth]
+                call.switch_to = None
+                while call.used[current] < per_group:
+                    picked = self._admit(request, call, current, blocked)
+                    if picked is None:
+                        picked = await self._retry(request, call, current, blocked, deadline)
+                    if picked is None:
+                        break
+                    call.used[current] += 1
+                    call.tried.add(picked.deployment.id)
+                    try:
+                        timeout_s = self._attempt_timeout(picked.deployment, deadline)
+                    except BaseException:
+                        picked.reservation.release()
+                        raise
+                    yield AttemptScope(
+                        deployment=picked.deployment,
+                        model_group=current,
+                        depth=depth,
+                        reservation=picked.reservation,
+                        prompt_tokens=call.prompt_tokens,
+                        explored=picked.explored,
+                        candidates=picked.candidates,
+                        timeout_s=timeout_s,
+                        span=self._recorder.attempt(
+                            picked.deployment, request, stream=call.kind is CallKind.STREAM
+                        ),
+                        counts=self._counts,
+                        clock=self._clock,
+                    )
+                    if call.switch_to is not None:
+                        break
+                if blocked.by_caller is not None:
+                    break
+                switch_to = call.switch_to
+                if switch_to is None and blocked.too_small is not None and current == call.group:
+                    switch_to = FallbackKind.CONTEXT_WINDOW
+                if switch_to is not None:
+                    targets = self._fallbacks(request, call.group, switch_to)
+                    if not targets:
+                        raise (
+                            call.failures[-1]
+                            if call.failures
+                            else blocked.too_small
+                            or (NoDeploymentAvailable(call.group, call.failures))
+                        )
+                    chain = [*chain[: depth + 1], *(t for t in targets if t not in chain)]
+                depth += 1
             wait = self._wait(blocked)
-            if wait is not None and wait <= self._queue_budget(state, deadline):
+            if wait is not None and wait <= self._queue_budget(call, deadline):
                 await self._sleep(wait)
-                state.queued_s += wait
+                call.queued_s += wait
                 continue
-            raise self._exhausted(state, blocked, wait)
+            raise self._exhausted(call, blocked, wait)
 
-    async def _pass(
+    async def _retry(
         self,
         request: CompletionRequest,
-        state: _Call,
+        call: _Call,
+        group: str,
         blocked: _Blocked,
-        call: Callable[[Deployment, float], Awaitable[T]],
         deadline: float | None,
-    ) -> _Answer[T] | None:
-        chain: list[str] = [
-            state.group,
-            *self._fallbacks(request, state.group, FallbackKind.GENERAL),
-        ]
-        per_group = 1 + self._settings.router.num_retries
-        depth = 0
-        while depth < len(chain):
-            current = chain[depth]
-            switch_to: FallbackKind | None = None
-            while state.used[current] < per_group:
-                picked = self._admit(request, state, current, blocked)
-                if picked is None:
-                    break
-                deployment, reservation, explored = (
-                    picked.deployment,
-                    picked.reservation,
-                    picked.explored,
-                )
-                state.used[current] += 1
-                state.tried.add(deployment.id)
-                try:
-                    timeout_s = self._attempt_timeout(deployment, deadline)
-                except BaseException:
-                    reservation.release()
-                    raise
-                started = self._clock()
-                self._router.started(deployment)
-                span = self._recorder.attempt(
-                    deployment, request, stream=state.kind is CallKind.STREAM
-                )
-                fault = request.fault
-                try:
-                    if fault is not None and fault.applies(deployment.id, len(state.attempts)):
-                        raise fault.error(deployment.id)
-                    value = await call(deployment, timeout_s)
-                except ProviderError as err:
-                    span.failed(err)
-                    self._router.finished(deployment)
-                    reservation.release()
-                    switch_to = self._failed(err, deployment, current, started, state)
-                    if switch_to is not None:
-                        break
-                    continue
-                except BaseException as exc:
-                    span.failed(exc)
-                    self._router.finished(deployment)
-                    reservation.release()
-                    raise
-                return _Answer(
-                    value,
-                    deployment,
-                    current,
-                    depth,
-                    started,
-                    reservation,
-                    state.prompt_tokens,
-                    explored,
-                    state.queued_s,
-                    span,
-                    picked.candidates,
-                )
-            if blocked.by_caller is not None:
+    ) -> _Pick | None:
+        """A deployment of `group` tried before, once more, after an exponential backoff.
+
+        Only once every untried deployment is used up and the group failed
+        with something worth retrying, as LiteLLM does, so a group of one
+        deployment gets its `num_retries`. The backoff has jitter, so callers
+        that failed together do not come back together, and counts from the
+        group's last failure: a wait for a cooldown already served it. A group
+        with nothing eligible now (cooling down) is left to the pass's wait.
+        """
+        failed_at = call.failed_at.get(group)
+        if failed_at is None or blocked.by_caller is not None:
+            return None
+        again = self._router.eligible(group, exclude=(), prompt_tokens=call.prompt_tokens)
+        if not again.candidates:
+            if again.cooling_until is not None:
+                blocked.cooling_until.append(again.cooling_until)
+                blocked.cooling_for_quota = blocked.cooling_for_quota and again.cooling_for_quota
+            return None
+        retries = call.used[group] - len(
+            {a.deployment for a in call.attempts if a.model_group == group}
+        )
+        backoff = min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** max(0, retries))
+        delay = backoff * (0.5 + 0.5 * self._rng.random()) - (self._clock() - failed_at)
+        if delay > 0:
+            if delay > self._queue_budget(call, deadline):
                 return None
-            if switch_to is None and blocked.too_small is not None and current == state.group:
-                switch_to = FallbackKind.CONTEXT_WINDOW
-            if switch_to is not None:
-                targets = self._fallbacks(request, state.group, switch_to)
-                if not targets:
-                    raise (
-                        state.failures[-1]
-                        if state.failures
-                        else blocked.too_small
-                        or (NoDeploymentAvailable(state.group, state.failures))
-                    )
-                chain = [*chain[: depth + 1], *(t for t in targets if t not in chain)]
-            depth += 1
-        return None
+            await self._sleep(delay)
+            call.queued_s += delay
+        return self._admit(request, call, group, blocked, retry=True)
 
     def _fallbacks(
         self, request: CompletionRequest, group: str, kind: FallbackKind
@@ -463,11 +518,20 @@ class Gateway:
         return tuple(t for t in targets if t in caller.groups)
 
     def _admit(
-        self, request: CompletionRequest, state: _Call, group: str, blocked: _Blocked
+        self,
+        request: CompletionRequest,
+        state: _Call,
+        group: str,
+        blocked: _Blocked,
+        *,
+        retry: bool = False,
     ) -> _Pick | None:
-        """Choose among the eligible deployments the first that the limiter admits."""
+        """Choose among the eligible deployments the first that the limiter admits.
+
+        `retry`: deployments this call tried already are candidates again.
+        """
         eligible = self._router.eligible(
-            group, exclude=state.tried, prompt_tokens=state.prompt_tokens
+            group, exclude=() if retry else state.tried, prompt_tokens=state.prompt_tokens
         )
         if eligible.cooling_until is not None:
             blocked.cooling_until.append(eligible.cooling_until)
@@ -505,34 +569,36 @@ class Gateway:
             or self._settings.limits.default_max_tokens
         )
 
-    def _failed(
-        self,
-        err: ProviderError,
-        deployment: Deployment,
-        group: str,
-        started: float,
-        state: _Call,
-    ) -> FallbackKind | None:
+    def _failed(self, err: ProviderError, attempt: AttemptScope, call: _Call) -> None:
         """Record a failed attempt; raise it if nothing else may help, else say where to go."""
-        elapsed = self._clock() - started
+        deployment = attempt.deployment
+        elapsed = attempt.elapsed()
         err.deployment = err.deployment or deployment.id
-        state.attempts.append(
-            self._attempt(deployment, group, err.outcome, elapsed, error=err.message)
+        call.attempts.append(
+            self._attempt(deployment, attempt.model_group, err.outcome, elapsed, error=err.message)
         )
-        state.failures.append(err)
+        call.failures.append(err)
         if isinstance(err, ContextWindowExceeded):
-            return FallbackKind.CONTEXT_WINDOW
+            call.switch_to = FallbackKind.CONTEXT_WINDOW
+            return
         if isinstance(err, ContentPolicyViolation):
-            return FallbackKind.CONTENT_POLICY
+            call.switch_to = FallbackKind.CONTENT_POLICY
+            return
         if not err.retryable:
             raise err
+        call.failed_at[attempt.model_group] = self._clock()
         self._router.failed(
             deployment,
-            retry_after=err.retry_after if isinstance(err, UpstreamRateLimited) else None,
+            retry_after=self._cooldown(err),
             seconds=elapsed if isinstance(err, UpstreamTimeout) else None,
-            kind=state.kind,
+            kind=call.kind,
         )
-        return None
+
+    def _cooldown(self, err: ProviderError) -> float | None:
+        """The pause a provider asked for, capped: its headers are not ours to trust."""
+        if not isinstance(err, UpstreamRateLimited) or err.retry_after is None:
+            return None
+        return min(err.retry_after, self._settings.routing.max_cooldown_s)
 
     def _tighten(self, deployment: Deployment, hint: RateLimitHint, typical_tokens: int) -> None:
         """The provider's own count is the truth: when it says it is spent, stop sending.
@@ -548,7 +614,7 @@ class Gateway:
         if tokens is not None and tokens < typical_tokens and hint.tokens_reset_s:
             pauses.append(hint.tokens_reset_s)
         if pauses:
-            self._router.pause(deployment, max(pauses))
+            self._router.pause(deployment, min(max(pauses), self._settings.routing.max_cooldown_s))
 
     def _wait(self, blocked: _Blocked) -> float | None:
         if blocked.by_caller is not None:
@@ -632,17 +698,17 @@ class Gateway:
             error=error,
         )
 
-    def _facts(self, answer: _Answer[Any], attempts: list[Attempt], usage: Usage) -> RouteFacts:
+    def _facts(self, attempt: AttemptScope, call: _Call, usage: Usage) -> RouteFacts:
         return RouteFacts(
-            deployment=answer.deployment.id,
-            model_group=answer.model_group,
-            attempts=tuple(attempts),
-            fallback_depth=answer.fallback_depth,
-            cost_usd=self._provider.price(answer.deployment, usage),
+            deployment=attempt.deployment.id,
+            model_group=attempt.model_group,
+            attempts=tuple(call.attempts),
+            fallback_depth=attempt.depth,
+            cost_usd=self._provider.price(attempt.deployment, usage),
             strategy=self._router.strategy_name,
-            explored=answer.explored,
-            queued_s=answer.queued_s,
-            candidates=answer.candidates,
+            explored=attempt.explored,
+            queued_s=call.queued_s,
+            candidates=attempt.candidates,
         )
 
 

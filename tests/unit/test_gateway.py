@@ -125,13 +125,14 @@ async def test_non_retryable_error_is_answered_at_once(clock: FakeClock) -> None
 async def test_everything_down_keeps_every_failure(clock: FakeClock) -> None:
     provider = ScriptedProvider(
         clock,
-        failures={k: [UpstreamUnavailable(f"{k} down")] for k in "abd"},
+        failures={k: [UpstreamUnavailable(f"{k} down")] * 2 for k in "abd"},
     )
     with pytest.raises(NoDeploymentAvailable) as caught:
         await _gateway(provider, clock).complete(_request(), deadline=None)
     assert caught.value.status is grpc.StatusCode.UNAVAILABLE
-    assert [f.deployment for f in caught.value.failures][2] == "d"
-    assert len(caught.value.failures) == 3
+    # num_retries 1: chat's two deployments once each, then backup's one twice.
+    assert [f.deployment for f in caught.value.failures][2:] == ["d", "d"]
+    assert len(caught.value.failures) == 4
 
 
 async def test_every_candidate_rate_limited_is_resource_exhausted(clock: FakeClock) -> None:

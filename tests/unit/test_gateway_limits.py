@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from switchboard.domain import (
     CompletionRequest,
     FinishReason,
     Message,
+    Outcome,
     ProviderChunk,
     Role,
     Sampling,
@@ -213,10 +215,12 @@ model_list:
 
 async def _run_failures(gateway: Gateway, provider: ScriptedProvider) -> None:
     """Every way an attempt can end without an answer."""
-    provider.failures["s"] = [UpstreamUnavailable("boom"), UpstreamTimeout("slow")]
-    for _ in range(2):
+    # `solo` is tried three times a call (num_retries 2).
+    for failure in (UpstreamUnavailable("boom"), UpstreamTimeout("slow")):
+        provider.failures["s"] = [failure] * 3
         with pytest.raises(Exception):  # noqa: B017, PT011 - any failure will do here
             await gateway.complete(_request("solo"), deadline=None)
+    provider.failures["s"] = []
     provider.failures["q"] = [UpstreamBadRequest("bad")]
     provider.failures["p"] = [UpstreamBadRequest("bad")]
     with pytest.raises(UpstreamBadRequest):
@@ -229,6 +233,8 @@ async def test_no_reservation_leaks_after_errors_timeouts_and_cancellations(
     provider = ScriptedProvider(clock, latency=0.0)
     gateway = _gateway(provider, clock, _settings())
     await _run_failures(gateway, provider)
+    # The timeouts were charged (the provider counted them): let their window pass.
+    clock.advance(WINDOW)
 
     # A call cancelled while the provider is working on it.
     provider.hold["q"] = asyncio.Event()
@@ -318,10 +324,18 @@ async def test_a_sole_deployment_paused_by_retry_after_is_waited_for(clock: Fake
     provider = ScriptedProvider(clock, latency=0.0)
     gateway = _gateway(provider, clock, _settings())
     provider.failures["s"] = [UpstreamRateLimited("slow down", retry_after=2.0)]
+    # A retry is left (num_retries 2) and the pause fits the queue bound: it is waited out.
+    completion = await gateway.complete(_request("solo"), deadline=None)
+    assert clock.slept == [pytest.approx(2.0)]
+    assert completion.route.queued_s == pytest.approx(2.0)
+    outcomes = [a.outcome for a in completion.route.attempts]
+    assert outcomes == [Outcome.RATE_LIMITED, Outcome.SUCCESS]
+    # Without retries, the caller hears of the pause at once.
+    settings = _settings()
+    no_retries = replace(settings, router=replace(settings.router, num_retries=0))
+    gateway = _gateway(provider, clock, no_retries)
+    provider.failures["s"] = [UpstreamRateLimited("slow down", retry_after=2.0)]
     with pytest.raises(NoDeploymentAvailable) as caught:
         await gateway.complete(_request("solo"), deadline=None)
     assert caught.value.status is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert caught.value.retry_after == 2.0
-    completion = await gateway.complete(_request("solo"), deadline=None)
-    assert clock.slept == [pytest.approx(2.0)]
-    assert completion.route.queued_s == pytest.approx(2.0)
