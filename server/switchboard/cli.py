@@ -49,11 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("path")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level)
     if args.command == "check-config":
         return _check_config(args.path)
     if args.command == "sim":
@@ -71,6 +67,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return 0
     return _serve(args.config, args.listen, args.workers, args.worker, args.log_level)
+
+
+# Libraries that log each upstream request (httpx and httpcore the URL, which can
+# carry a key in its query) or repeat what our own log already says.
+QUIET_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "LiteLLM",
+    "LiteLLM Router",
+    "LiteLLM Proxy",
+    "aiohttp.access",
+)
+
+
+def configure_logging(level: str) -> None:
+    """The root logger at `level`, chatty libraries at WARNING or above.
+
+    Upstream URLs and per-request lines belong in traces, not in the server
+    log; `--log-level DEBUG` does not lift them, as URLs may carry secrets.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    root = logging.getLogger()
+    # Set apart from basicConfig, which changes nothing once a handler exists.
+    root.setLevel(level.upper())
+    floor = max(logging.WARNING, root.level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(floor)
 
 
 def _load(path: str) -> Settings | None:
@@ -104,9 +127,11 @@ def _check_config(path: str) -> int:
     if settings is None or not _workers_fit(path, settings, settings.workers):
         return 1
     for ignored in settings.ignored:
-        print(f"ignored: {ignored} (a LiteLLM setting Switchboard does not implement)")
+        print(f"ignored: {ignored} (not applied by Switchboard)")
+    for warning in settings.warnings:
+        print(f"warning: {warning}")
     groups = ", ".join(f"{name} ({len(deps)})" for name, deps in settings.groups.items())
-    print(f"ok: {len(settings.deployments)} deployments in groups {groups}")
+    print(f"ok: {len(settings.deployments)} deployments in groups {groups or '(none)'}")
     return 0
 
 

@@ -1,21 +1,34 @@
 """Real OTLP over the network: gateway -> rotel (a real collector) -> an OTLP receiver.
 
-The gateway exports to rotel, over OTLP/gRPC configured in its config file, or
-over OTLP/HTTP configured by the standard OTEL_* variables; rotel forwards what
-it received to a receiver run by this test, which decodes it. Spans and
-metrics must arrive with their GenAI attributes, and no prompt anywhere.
+The gateway exports to rotel, over OTLP/gRPC configured in its config file or
+by per-signal OTEL_* variables, or over OTLP/HTTP configured by the standard
+OTEL_* variables; rotel forwards what it received to a receiver run by this
+test, which decodes it. Spans and metrics must arrive with their GenAI
+attributes, and no prompt anywhere.
+
+The exporter's TLS is then checked against receivers in this process, one
+plaintext and one with a certificate made by `openssl`: each signal must pick
+TLS or plaintext as the OTLP exporter specification says, and the certificate
+variables must still reach the exporter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
+from switchboard.telemetry import TelemetrySettings, build_telemetry, plan_export
 
 from .otlp_sink import OtlpSink, attributes
 from .procs import Collector, gateway_config, start_gateway, start_rotel
@@ -45,7 +58,9 @@ def _start_rotel(sink_port: int) -> Collector:
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("route", ["grpc-from-config", "http-from-otel-env"])
+@pytest.mark.parametrize(
+    "route", ["grpc-from-config", "grpc-from-signal-env", "http-from-otel-env"]
+)
 async def test_spans_and_metrics_reach_a_real_receiver(
     sim: str, sink: OtlpSink, tmp_path: Path, route: str
 ) -> None:
@@ -57,6 +72,16 @@ async def test_spans_and_metrics_reach_a_real_receiver(
     env: dict[str, str] = {}
     if route == "grpc-from-config":
         telemetry["otlp_endpoint"] = f"http://127.0.0.1:{collector.grpc_port}"
+    elif route == "grpc-from-signal-env":
+        # Plaintext both ways: http:// overrides INSECURE=false, and the scheme-less
+        # metrics endpoint reads its own INSECURE variable; the general endpoint is unused.
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_INSECURE": "false",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{collector.grpc_port}",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"127.0.0.1:{collector.grpc_port}",
+            "OTEL_EXPORTER_OTLP_METRICS_INSECURE": "true",
+        }
     else:
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.http_port}",
@@ -112,3 +137,145 @@ async def test_spans_and_metrics_reach_a_real_receiver(
         if span.name == "chat instant"
     }
     assert response.usage.input_tokens in inputs
+
+
+class TlsOtlpSink(OtlpSink):
+    """The same receiver behind TLS: a plaintext exporter cannot reach it."""
+
+    def __init__(self, cert: bytes, key: bytes) -> None:
+        super().__init__()
+        self._credentials = grpc.ssl_server_credentials([(key, cert)])
+
+    async def start(self) -> None:
+        server = grpc.aio.server()
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self, server)
+        self.port = server.add_secure_port("127.0.0.1:0", self._credentials)
+        await server.start()
+        self._server = server
+
+
+@dataclass(frozen=True)
+class Cert:
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> Cert:
+    """A self-signed certificate for 127.0.0.1, its own CA."""
+    d = tmp_path_factory.mktemp("otlp-tls")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        cwd=d, check=True, capture_output=True,
+    )  # fmt: skip
+    return Cert(d / "cert.pem", d / "key.pem")
+
+
+@pytest.fixture
+def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The exporter reads os.environ itself: start each case from no OTEL_* at all."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    # A wrong TLS choice fails within this, not the default 10 s per signal.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    return monkeypatch
+
+
+async def _export_a_span_and_a_metric() -> None:
+    telemetry = build_telemetry(plan_export(TelemetrySettings(), os.environ))
+    assert telemetry.tracer is not None
+    assert telemetry.meter is not None
+    with telemetry.tracer.start_as_current_span("tls probe"):
+        pass
+    telemetry.meter.create_counter("tls.probe").add(1)
+    # Shutdown exports what is buffered, blocking: off the loop the receiver runs on.
+    await asyncio.to_thread(telemetry.shutdown)
+
+
+def _arrived(s: OtlpSink) -> bool:
+    return [span.name for span in s.spans()] == ["tls probe"] and "tls.probe" in s.metric_names()
+
+
+P = "127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("tls", "env"),
+    [
+        # http:// is plaintext even when every INSECURE variable says false.
+        (
+            False,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + P,
+                "OTEL_EXPORTER_OTLP_INSECURE": "false",
+                "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "false",
+                "OTEL_EXPORTER_OTLP_METRICS_INSECURE": "false",
+            },
+        ),
+        # Scheme-less: the signal's INSECURE variable, else the general one.
+        (
+            False,
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": P,
+                "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "true",
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": P,
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            },
+        ),
+        # Scheme-less and nothing said: TLS, trusting each signal's own certificate.
+        (
+            True,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": P,
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": "{ca}",
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE": "{ca}",
+            },
+        ),
+        # https:// is TLS even when INSECURE says true; the general certificate applies.
+        (
+            True,
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "https://" + P,
+                "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE": "{ca}",
+            },
+        ),
+    ],
+    ids=["http-beats-insecure-false", "schemeless-insecure", "schemeless-tls", "https-tls"],
+)
+async def test_each_signal_picks_tls_as_the_spec_says(
+    tls: bool, env: dict[str, str], cert: Cert, clean_otel_env: pytest.MonkeyPatch
+) -> None:
+    receiver = TlsOtlpSink(cert.cert.read_bytes(), cert.key.read_bytes()) if tls else OtlpSink()
+    await receiver.start()
+    try:
+        for name, value in env.items():
+            clean_otel_env.setenv(name, value.format(port=receiver.port, ca=cert.cert))
+        await _export_a_span_and_a_metric()
+        await receiver.wait_for(_arrived, within_s=5)
+    finally:
+        await receiver.stop()
+
+
+async def test_a_tls_receiver_refuses_the_plaintext_an_http_url_asks_for(
+    cert: Cert, clean_otel_env: pytest.MonkeyPatch
+) -> None:
+    """The control for the TLS cases: the receiver really does refuse plaintext."""
+    receiver = TlsOtlpSink(cert.cert.read_bytes(), cert.key.read_bytes())
+    await receiver.start()
+    try:
+        clean_otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.port}")
+        clean_otel_env.setenv("OTEL_EXPORTER_OTLP_INSECURE", "false")
+        clean_otel_env.setenv("OTEL_EXPORTER_OTLP_CERTIFICATE", str(cert.cert))
+        await _export_a_span_and_a_metric()  # returns once export gave up
+        assert receiver.trace_requests == []
+        assert receiver.metric_requests == []
+    finally:
+        await receiver.stop()

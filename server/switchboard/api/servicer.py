@@ -89,6 +89,16 @@ class GatewayServicer:
     async def list_models(
         self, request: pb.ListModelsRequest, context: Context, caller: Caller | None
     ) -> pb.ListModelsResponse:
+        try:
+            return self._models(caller)
+        except Exception:
+            # Deployment state is fed by providers' headers: never let it break the listing.
+            log.exception("ListModels failed unexpectedly")
+            failure = SwitchboardError("internal error; the server log has the details")
+        await abort(context, failure)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    def _models(self, caller: Caller | None) -> pb.ListModelsResponse:
         settings = self._gateway.settings
         wall_offset = time.time() - self._clock()
         groups = [

@@ -106,18 +106,20 @@ def build_telemetry(
 
 
 def _span_exporter(plan: ExportPlan) -> SpanExporter:
+    # Config headers, or None so the exporter reads OTEL_EXPORTER_OTLP_[TRACES_]HEADERS;
+    # certificates, timeout and compression it always reads from the environment.
     headers = dict(plan.headers) or None
     if plan.protocol == GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter(
-            endpoint=plan.traces_endpoint, headers=headers, insecure=_insecure(plan)
+            endpoint=plan.traces_endpoint, headers=headers, insecure=plan.traces_insecure
         )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpSpanExporter,
     )
 
-    return HttpSpanExporter(endpoint=_http_url(plan.traces_endpoint, "traces"), headers=headers)
+    return HttpSpanExporter(endpoint=plan.traces_endpoint, headers=headers)
 
 
 def _metric_exporter(plan: ExportPlan) -> MetricExporter:
@@ -126,25 +128,13 @@ def _metric_exporter(plan: ExportPlan) -> MetricExporter:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
         return OTLPMetricExporter(
-            endpoint=plan.metrics_endpoint, headers=headers, insecure=_insecure(plan)
+            endpoint=plan.metrics_endpoint, headers=headers, insecure=plan.metrics_insecure
         )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HttpMetricExporter,
     )
 
-    return HttpMetricExporter(endpoint=_http_url(plan.metrics_endpoint, "metrics"), headers=headers)
-
-
-def _insecure(plan: ExportPlan) -> bool:
-    endpoint = plan.traces_endpoint or plan.metrics_endpoint or ""
-    return not endpoint.startswith("https://")
-
-
-def _http_url(endpoint: str | None, signal: str) -> str:
-    """OTLP/HTTP takes a base URL; the signal's path is appended as the spec says."""
-    base = (endpoint or "").rstrip("/")
-    suffix = f"/v1/{signal}"
-    return base if base.endswith(suffix) else base + suffix
+    return HttpMetricExporter(endpoint=plan.metrics_endpoint, headers=headers)
 
 
 def _prometheus(listen: str, telemetry: Telemetry) -> MetricReader:
