@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from switchboard.api.server import GatewayServer
+from switchboard.api.server import GatewayServer, is_loopback
 from switchboard.config import Address, Settings, SimulatorSettings
 from switchboard.domain import Usage
 from switchboard.gateway import Gateway, Sleep
@@ -38,6 +38,9 @@ from switchboard.telemetry import (
 from switchboard.workers import Supervisor, reserve
 
 log = logging.getLogger(__name__)
+
+# NOT_SERVING this long before new calls are refused, unless the config says.
+DEFAULT_DRAIN_S = 5.0
 
 
 def build_gateway(
@@ -181,15 +184,30 @@ async def simulator(sim: SimulatorSettings | None) -> AsyncIterator[None]:
 
 def _announce(settings: Settings) -> None:
     for path in settings.ignored:
-        log.warning("config: %s is a LiteLLM setting Switchboard ignores", path)
+        log.warning("config: %s is not applied by Switchboard", path)
+    for warning in settings.warnings:
+        log.warning("config: %s", warning)
     announce_keys(settings)
 
 
-def _stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGTERM and SIGINT set `stop`; returns the undo."""
+def drain_seconds(settings: Settings, listen: Address) -> float:
+    """The configured drain, else none on loopback (no load balancer there) and 5 s elsewhere."""
+    if settings.drain_s is not None:
+        return settings.drain_s
+    return 0.0 if is_loopback(listen.host) else DEFAULT_DRAIN_S
+
+
+def _stop_on_signals(stop: asyncio.Event, hurry: asyncio.Event | None = None) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stop`, and once it is set, `hurry`; returns the undo."""
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set() and hurry is not None:
+            hurry.set()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
 
     def undo() -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -219,8 +237,12 @@ async def supervise(
             count, address.host, address.port, count,
         )  # fmt: skip
         async with simulator(settings.simulator):
+            # Each worker drains, then finishes its calls: it may take both.
             supervisor = Supervisor(
-                command=command, count=count, address=address, grace_s=settings.shutdown_grace_s
+                command=command,
+                count=count,
+                address=address,
+                grace_s=drain_seconds(settings, address) + settings.shutdown_grace_s,
             )
             await supervisor.start()
             log.info("serving switchboard.v1.Gateway on %s:%d", address.host, address.port)
@@ -245,6 +267,10 @@ async def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully.
 
+    Shutdown: health NOT_SERVING, the drain (calls still served), then new
+    calls refused and those in flight given the grace period. A second
+    signal skips what is left of both.
+
     Telemetry comes from the config and the OTEL_* variables unless given.
     `worker` (index, count): this process is one of a supervisor's workers,
     sharing the port; its settings already hold its share of the limits.
@@ -252,7 +278,8 @@ async def serve(
     if worker is None:
         _announce(settings)
     stop = stop or asyncio.Event()
-    undo = _stop_on_signals(stop)
+    hurry = asyncio.Event()
+    undo = _stop_on_signals(stop, hurry)
     clock = time.monotonic
     if telemetry is None:
         telemetry = build_telemetry(plan_export(settings.telemetry, os.environ))
@@ -281,10 +308,14 @@ async def serve(
         if on_ready is not None:
             on_ready(port)
         await stop.wait()
+        drain_s = drain_seconds(settings, address)
         log.info(
-            "shutting down: finishing calls in flight (grace %.1fs)", settings.shutdown_grace_s
+            "shutting down: health NOT_SERVING, drain %.1fs, then finishing calls in flight "
+            "(grace %.1fs); a second signal skips both",
+            drain_s,
+            settings.shutdown_grace_s,
         )
-        await server.stop(settings.shutdown_grace_s)
+        await server.stop(settings.shutdown_grace_s, drain_s=drain_s, hurry=hurry)
         await gateway.aclose()
     # Flushes the spans and metrics of the last calls before the process ends.
     await asyncio.to_thread(telemetry.shutdown)

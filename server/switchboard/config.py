@@ -216,6 +216,7 @@ class RawTls(_Strict):
 class RawServer(_Strict):
     listen: str = "127.0.0.1:50051"
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # Gateway calls only; health and reflection have budgets of their own.
     max_concurrent_calls: int = Field(default=1024, gt=0)
     # Server processes sharing the port (SO_REUSEPORT); each enforces 1/N of every limit.
     workers: int = Field(default=1, ge=1, le=64)

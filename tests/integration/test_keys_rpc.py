@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from switchboard.api.pb import gateway_pb2 as pb
@@ -132,6 +133,20 @@ def test_without_a_known_key_every_rpc_is_unauthenticated(
         assert _error_info(error).reason == "UNAUTHENTICATED"
         assert BETA not in str(error.details())
         assert UNKNOWN not in str(error.details())
+
+
+def test_health_answers_without_a_key(keyed: Keyed) -> None:
+    # Load balancers carry no key; health has slots of its own (test_slots_rpc.py).
+    health = health_pb2_grpc.HealthStub(keyed.channel)
+    for service in ("", "switchboard.v1.Gateway"):
+        answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+    with pytest.raises(grpc.RpcError) as caught:
+        health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
 
 
 def test_a_key_serves_complete_and_stream(keyed: Keyed) -> None:

@@ -6,10 +6,11 @@ import logging
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
-from switchboard.api.server import GatewayServer, _options
-from switchboard.app import build_gateway
+from switchboard.api.server import STREAMS_PER_CONNECTION, GatewayServer, Slots, _options
+from switchboard.app import DEFAULT_DRAIN_S, build_gateway, drain_seconds
 from switchboard.config import (
     Address,
     ConfigError,
@@ -129,3 +130,39 @@ def test_keepalive_and_message_size_reach_grpc_options() -> None:
     assert options["grpc.keepalive_timeout_ms"] == 5_000
     assert options["grpc.keepalive_permit_without_calls"] == 1
     assert options["grpc.http2.max_pings_without_data"] == 0
+
+
+def test_one_connection_cannot_open_every_stream() -> None:
+    options = dict(_options(TransportSettings(), reuse_port=False))
+    assert options["grpc.max_concurrent_streams"] == STREAMS_PER_CONNECTION
+    # Gateway calls are bounded by the server's own budget, not grpc's shared one.
+    assert "grpc.max_concurrent_rpcs" not in options
+
+
+@pytest.mark.parametrize(
+    ("server", "host", "drain"),
+    [
+        ("", "127.0.0.1", 0.0),
+        ("", "::1", 0.0),
+        ("", "0.0.0.0", DEFAULT_DRAIN_S),
+        ("", "10.1.2.3", DEFAULT_DRAIN_S),
+        ("    drain_seconds: 1.5\n", "127.0.0.1", 1.5),
+        ("    drain_seconds: 0\n", "0.0.0.0", 0.0),
+    ],
+)
+def test_the_drain_defaults_to_none_on_loopback_only(server: str, host: str, drain: float) -> None:
+    assert drain_seconds(_settings(server), Address(host, 50051)) == drain
+
+
+def test_a_budget_counts_and_refuses_past_its_limit() -> None:
+    slots = Slots("server.test", 2)
+    assert slots.take()
+    assert slots.take()
+    assert not slots.take()
+    refusal = slots.full()
+    assert refusal.status is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refusal.info() == {"limit": "server.test"}
+    slots.give()
+    assert slots.take()
+    with pytest.raises(ValueError, match="at least one slot"):
+        Slots("server.none", 0)

@@ -6,6 +6,12 @@ shared do-nothing object, so the call path pays a method call and no more.
 
 Prompts and completions go on spans only when `capture_content` is on.
 Caller keys never reach here: the caller is known by its name.
+
+Every metric label's values are bounded by the config or the code: model
+groups, deployments and key names as configured (a model name that is none of
+them is recorded as `unknown`), error types from the error tree, and at most a
+few response models per deployment. Spans take the same bounded model names,
+and never a provider's error text.
 """
 
 from __future__ import annotations
@@ -118,15 +124,16 @@ class _LiveAttempt(AttemptSpan):
         recorder = self._recorder
         metric_attributes = dict(self._attributes)
         if model:
-            metric_attributes[sc.RESPONSE_MODEL] = model
+            deployment = str(self._attributes[sc.DEPLOYMENT])
+            metric_attributes[sc.RESPONSE_MODEL] = recorder.response_model(deployment, model)
         recorder.attempt_metrics(metric_attributes, self._started, usage)
         span = self._span
         if span is None:
             return
         span.set_attributes(
             {
-                sc.RESPONSE_ID: response_id,
-                sc.RESPONSE_MODEL: model,
+                sc.RESPONSE_ID: _short(response_id),
+                sc.RESPONSE_MODEL: _short(model),
                 sc.RESPONSE_FINISH_REASONS: (finish.value,),
                 sc.USAGE_INPUT_TOKENS: usage.input_tokens,
                 sc.USAGE_OUTPUT_TOKENS: usage.output_tokens,
@@ -137,24 +144,33 @@ class _LiveAttempt(AttemptSpan):
         span.end()
 
     def failed(self, error: BaseException) -> None:
-        error_type = _error_type(error)
         metric_attributes = dict(self._attributes)
-        metric_attributes[sc.ERROR_TYPE] = error_type
+        metric_attributes[sc.ERROR_TYPE] = _error_label(error)
         self._recorder.attempt_metrics(metric_attributes, self._started, None)
         span = self._span
         if span is None:
             return
-        span.set_attribute(sc.ERROR_TYPE, error_type)
+        span.set_attribute(sc.ERROR_TYPE, _error_type(error))
+        # The kind only: a provider's message may hold keys or account ids.
         span.set_status(Status(StatusCode.ERROR, _describe(error)))
         span.end()
 
 
 class Recorder:
+    """Spans and metrics of calls; `observe` tells it the configured deployments.
+
+    Until `observe` is called no model group is known, so every one is
+    recorded as `unknown`: the labels stay bounded whatever the wiring.
+    """
+
     def __init__(self, telemetry: Telemetry, clock: Callable[[], float]) -> None:
         self._tracer = telemetry.tracer
         self._clock = clock
         self.capture_content = telemetry.capture_content
         self.enabled = telemetry.enabled
+        self._groups: frozenset[str] = frozenset()
+        # Per deployment, the response models seen so far, up to the bound.
+        self._response_models: dict[str, set[str]] = {}
         meter = telemetry.meter
         self._meter = meter
         if meter is None:
@@ -196,6 +212,24 @@ class Recorder:
             description="Time calls waited for limiter headroom or a cooldown",
             explicit_bucket_boundaries_advisory=(0.0, *sc.DURATION_BUCKETS),
         )
+
+    # ------------------------------------------------------------------ labels
+
+    def group(self, name: str) -> str:
+        """`name` when it is a configured model group, else the one `unknown` value."""
+        return name if name in self._groups else sc.UNKNOWN_MODEL
+
+    def response_model(self, deployment: str, model: str) -> str:
+        """The model a provider says answered, as a label: a few per deployment, then `_OTHER`."""
+        seen = self._response_models.get(deployment)
+        if seen is None:
+            seen = self._response_models[deployment] = set()
+        if model in seen:
+            return model
+        if len(seen) < sc.RESPONSE_MODELS_PER_DEPLOYMENT and len(model) <= sc.MAX_VALUE_CHARS:
+            seen.add(model)
+            return model
+        return sc.OTHER
 
     # ------------------------------------------------------------------ attempts
 
@@ -247,6 +281,7 @@ class Recorder:
         """Facts of an answered call, on the current (server) span and in the call metrics."""
         if not self.enabled:
             return
+        group = self.group(group)
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attributes(
@@ -282,18 +317,21 @@ class Recorder:
             )
 
     def call_failed(self, group: str, error: BaseException, *, caller: str | None = None) -> None:
+        """`group` as the gateway knows it: the model name as sent when it is unknown."""
         if not self.enabled:
             return
-        error_type = _error_type(error)
+        label = self.group(group)
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attributes({sc.OPERATION_NAME: sc.OPERATION_CHAT, sc.ERROR_TYPE: error_type})
+            span.set_attributes(
+                {sc.OPERATION_NAME: sc.OPERATION_CHAT, sc.ERROR_TYPE: _error_type(error)}
+            )
             if group:
-                span.set_attribute(sc.REQUEST_MODEL, group)
+                span.set_attribute(sc.REQUEST_MODEL, label)
             if caller is not None:
                 span.set_attribute(sc.CALLER, caller)
         if self._meter is not None:
-            self._request_counts[(group, error_type, False, False)] += 1
+            self._request_counts[(label, _error_label(error), False, False)] += 1
 
     def _observe_requests(self, options: CallbackOptions) -> Iterable[Observation]:
         for (group, outcome, fallback, cache_hit), count in list(self._request_counts.items()):
@@ -316,7 +354,10 @@ class Recorder:
     def observe(
         self, deployments: Sequence[Deployment], status: Callable[[Deployment], DeploymentView]
     ) -> None:
-        """Register gauges read at each export: limiter headroom and limits, cooldowns, load."""
+        """Learn the configured deployments, which bound the labels, and register gauges
+        read at each export: limiter headroom and limits, cooldowns, load.
+        """
+        self._groups = frozenset(d.model_group for d in deployments)
         meter = self._meter
         if meter is None:
             return
@@ -392,15 +433,28 @@ def _attempt_attributes(deployment: Deployment) -> Attributes:
 
 
 def _error_type(error: BaseException) -> str:
+    """For spans: the error tree's reason, else the exception's class."""
     if isinstance(error, SwitchboardError):
-        return error.reason.lower()
+        return _short(error.reason.lower())
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return "cancelled"
     return type(error).__name__
 
 
+def _error_label(error: BaseException) -> str:
+    """For metrics: the error tree's reason or `cancelled`, anything else is `_OTHER`."""
+    if isinstance(error, SwitchboardError | asyncio.CancelledError | GeneratorExit):
+        return _error_type(error)
+    return sc.OTHER
+
+
 def _describe(error: BaseException) -> str:
-    return error.message if isinstance(error, SwitchboardError) else type(error).__name__
+    """A span's status text: the kind of failure, never its message (which may quote a provider)."""
+    return error.reason if isinstance(error, SwitchboardError) else type(error).__name__
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= sc.MAX_VALUE_CHARS else text[: sc.MAX_VALUE_CHARS] + "…"
 
 
 def _messages_json(messages: Iterable[tuple[str, str]]) -> str:

@@ -34,6 +34,18 @@ RPC_GRPC_STATUS_CODE: Final = "rpc.grpc.status_code"
 
 OPERATION_CHAT: Final = "chat"
 
+# Bounded values. Metric labels take only values the config or the code names,
+# so series cannot grow with what callers or providers send:
+# a model name that is no configured group or alias is recorded as this,
+UNKNOWN_MODEL: Final = "unknown"
+# and a value past a label's bound (the conventions' name for "none of the known ones") as this.
+OTHER: Final = "_OTHER"
+# Distinct response models kept per deployment (a provider may answer with any string;
+# a few dated snapshots of the configured model are what honest ones send).
+RESPONSE_MODELS_PER_DEPLOYMENT: Final = 4
+# Longest text a span attribute, a status description or a label keeps.
+MAX_VALUE_CHARS: Final = 256
+
 # Switchboard's own.
 DEPLOYMENT: Final = "switchboard.deployment"
 MODEL_GROUP: Final = "switchboard.model_group"
