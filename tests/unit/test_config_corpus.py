@@ -155,3 +155,11 @@ def test_the_installed_command_accepts_corpus_files(name: str, tmp_path: Path) -
     )
     assert done.returncode == 0, done.stderr
     assert "ok: " in done.stdout
+
+
+def test_the_readme_example_in_the_corpus_is_the_readme_s_own() -> None:
+    """The copy is what the README shows: an edit to one without the other fails here."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    full = [b for b in blocks if "model_list" in b and "switchboard:" in b]
+    assert (CORPUS / README).read_text(encoding="utf-8") in full
