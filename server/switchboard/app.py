@@ -226,8 +226,8 @@ async def supervise(
 ) -> int:
     """Serve with `count` worker processes on one port (workers.py); the exit code."""
     _announce(settings)
-    stop = asyncio.Event()
-    undo = _stop_on_signals(stop)
+    stop, hurry = asyncio.Event(), asyncio.Event()
+    undo = _stop_on_signals(stop, hurry)
     held = reserve(listen)
     try:
         address = Address(listen.host, held.getsockname()[1])
@@ -248,7 +248,7 @@ async def supervise(
             log.info("serving switchboard.v1.Gateway on %s:%d", address.host, address.port)
             if on_ready is not None:
                 on_ready(address.port)
-            code = await supervisor.run(stop)
+            code = await supervisor.run(stop, hurry)
     finally:
         held.close()
         undo()

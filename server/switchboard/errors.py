@@ -19,7 +19,8 @@ place; `api/` turns it into a gRPC status in one place.
     └── ProviderError             one upstream attempt failed
         ├── UpstreamRateLimited       RESOURCE_EXHAUSTED  retryable, retry_after
         ├── UpstreamTimeout           DEADLINE_EXCEEDED   retryable
-        ├── UpstreamUnavailable       UNAVAILABLE         retryable (5xx, connection errors)
+        ├── UpstreamUnavailable       UNAVAILABLE         retryable (5xx, connection errors,
+        │                                                   malformed answers)
         ├── UpstreamBadRequest        INVALID_ARGUMENT
         ├── ContextWindowExceeded     INVALID_ARGUMENT    (context-window fallbacks)
         ├── ContentPolicyViolation    FAILED_PRECONDITION (content-policy fallbacks)
@@ -31,6 +32,7 @@ place; `api/` turns it into a gRPC status in one place.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,8 +43,18 @@ from switchboard.domain import Outcome
 
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
+    """One bad field. Both texts are clipped: a huge field must not make a huge error."""
+
     field: str
     description: str
+
+    MAX_CHARS = 200
+
+    def __post_init__(self) -> None:
+        for name in ("field", "description"):
+            text: str = getattr(self, name)
+            if len(text) > self.MAX_CHARS:
+                object.__setattr__(self, name, text[: self.MAX_CHARS - 3] + "...")
 
 
 class SwitchboardError(Exception):
@@ -72,10 +84,34 @@ class InvalidRequest(SwitchboardError):
     outcome = Outcome.BAD_REQUEST
     log_level = logging.INFO
 
-    def __init__(self, violations: Sequence[FieldViolation]) -> None:
-        self.violations = tuple(violations)
-        text = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        super().__init__(f"invalid request: {text}")
+    # What one refusal reports: the first violations, then a count. The message
+    # (also what the log line says) lists as many as fit in MAX_MESSAGE_CHARS.
+    MAX_VIOLATIONS = 20
+    MAX_MESSAGE_CHARS = 1000
+
+    def __init__(
+        self, violations: Sequence[FieldViolation], *, more: int = 0, complete: bool = True
+    ) -> None:
+        """`more`: violations found beyond `violations`; `complete`: every check ran."""
+        self.violations = tuple(violations[: self.MAX_VIOLATIONS])
+        self.omitted = len(violations) - len(self.violations) + more
+        self.complete = complete
+        text = "invalid request: "
+        listed = 0
+        for v in self.violations:
+            item = f"{'; ' if listed else ''}{v.field}: {v.description}"
+            if listed and len(text) + len(item) > self.MAX_MESSAGE_CHARS:
+                break
+            text += item
+            listed += 1
+        if hidden := len(self.violations) - listed + self.omitted:
+            text += f"; and {hidden} more"
+        if not complete:
+            text += "; checking stopped after the first violations"
+        super().__init__(text)
+
+    def info(self) -> dict[str, str]:
+        return {"omitted_violations": str(self.omitted)} if self.omitted else {}
 
 
 class ModelNotFound(SwitchboardError):
@@ -145,20 +181,53 @@ class DeadlineExceeded(SwitchboardError):
     log_level = logging.INFO
 
 
-class ProviderError(SwitchboardError):
-    """One upstream attempt failed; `deployment` says where."""
+# The longest wait a provider may ask for: a larger (or infinite) Retry-After
+# would overflow durations downstream; routing caps it further by config.
+MAX_RETRY_AFTER_S = 86_400.0
 
-    def __init__(self, message: str, *, deployment: str = "", retry_after: float | None = None):
+
+class ProviderError(SwitchboardError):
+    """One upstream attempt failed; `deployment` says where.
+
+    `message` is our own description (kind, deployment, the provider's HTTP
+    status and error code) and is what callers, attempts and spans show.
+    The provider's own words can quote our keys or organization: they stay
+    in `upstream_detail`, already redacted, for the server log only.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deployment: str = "",
+        retry_after: float | None = None,
+        http_status: int | None = None,
+        upstream_code: str | None = None,
+        upstream_detail: str = "",
+    ):
         super().__init__(message)
         self.deployment = deployment
-        self._retry_after = retry_after
+        self.http_status = http_status
+        self.upstream_code = upstream_code
+        self.upstream_detail = upstream_detail
+        # Finite, >= 0 and bounded, or None: whatever the provider said.
+        self._retry_after = (
+            min(retry_after, MAX_RETRY_AFTER_S)
+            if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0
+            else None
+        )
 
     @property
     def retry_after(self) -> float | None:
         return self._retry_after
 
     def info(self) -> dict[str, str]:
-        return {"deployment": self.deployment} if self.deployment else {}
+        info = {"deployment": self.deployment} if self.deployment else {}
+        if self.http_status is not None:
+            info["http_status"] = str(self.http_status)
+        if self.upstream_code:
+            info["upstream_code"] = self.upstream_code
+        return info
 
 
 class UpstreamRateLimited(ProviderError):
@@ -250,9 +319,11 @@ class NoDeploymentAvailable(SwitchboardError):
         elif self.failures and all(isinstance(f, UpstreamTimeout) for f in self.failures):
             self.status = grpc.StatusCode.DEADLINE_EXCEEDED
             self.reason = "ALL_DEPLOYMENTS_TIMED_OUT"
-        # Every provider refused our own keys: our fault, not the caller's, not an outage.
+        # Every provider refused our own keys: the caller did nothing wrong, and the
+        # service cannot serve it until an operator fixes a key (never INTERNAL:
+        # nothing upstream may make the gateway look broken).
         elif self.failures and all(isinstance(f, UpstreamAuthError) for f in self.failures):
-            self.status = grpc.StatusCode.INTERNAL
+            self.status = grpc.StatusCode.UNAVAILABLE
             self.reason = "ALL_DEPLOYMENTS_REFUSED_OUR_KEY"
         last = self.failures[-1].message if self.failures else "no deployment is eligible"
         super().__init__(

@@ -32,6 +32,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from switchboard.config import Address, Settings
 
@@ -158,8 +159,12 @@ class Supervisor:
             await self.stop()
             raise WorkerError(str(failed[0]))
 
-    async def run(self, stop: asyncio.Event) -> int:
-        """Keep the workers running until `stop` is set; the exit code of the server."""
+    async def run(self, stop: asyncio.Event, hurry: asyncio.Event | None = None) -> int:
+        """Keep the workers running until `stop` is set; the exit code of the server.
+
+        `hurry` (a second signal) is passed on to the workers as their own second
+        SIGTERM, so they cut their drain and grace short too.
+        """
         code = 0
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -191,16 +196,35 @@ class Supervisor:
                         break
         finally:
             stopping.cancel()
-            await self.stop()
+            await self.stop(hurry)
         return code
 
-    async def stop(self) -> None:
-        """SIGTERM every worker; kill those still running after the grace period."""
+    async def stop(self, hurry: asyncio.Event | None = None) -> None:
+        """SIGTERM every worker, again when `hurry` is set; kill those left after the grace."""
         self._stopping = True
+        self._signal_all()
+        again = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
+        if again is not None:
+            again.add_done_callback(self._hurried)
+        try:
+            await self._reap()
+        finally:
+            if again is not None:
+                again.cancel()
+
+    def _hurried(self, waited: asyncio.Future[Any]) -> None:
+        # SIGINT, not a second SIGTERM: two signals of one kind that arrive
+        # together are delivered as one, and the worker would never hurry.
+        if not waited.cancelled():
+            self._signal_all(signal.SIGINT)
+
+    def _signal_all(self, signum: signal.Signals = signal.SIGTERM) -> None:
         for proc in self._procs.values():
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+                    proc.send_signal(signum)
+
+    async def _reap(self) -> None:
         for index, proc in self._procs.items():
             try:
                 await asyncio.wait_for(proc.wait(), self._grace_s + EXIT_MARGIN_S)

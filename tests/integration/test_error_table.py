@@ -191,5 +191,5 @@ def test_unknown_model_or_alias(stub: pb_grpc.GatewayStub) -> None:
 
 def test_the_provider_rejected_our_own_key(stub: pb_grpc.GatewayStub) -> None:
     error = _refused(stub, _request("locked"))
-    assert error.code() is grpc.StatusCode.INTERNAL
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
     assert _reason(_details(error)) == "ALL_DEPLOYMENTS_REFUSED_OUR_KEY"

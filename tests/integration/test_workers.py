@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
@@ -42,11 +43,14 @@ async def sim() -> AsyncIterator[SimServer]:
         yield server
 
 
-def _start(sim: SimServer, directory: Path, workers: int = WORKERS) -> tuple[Proc, str]:
+def _start(
+    sim: SimServer, directory: Path, workers: int = WORKERS, drain_s: float = 0
+) -> tuple[Proc, str]:
     config = gateway_config(
         sim.base_url,
         {"capped": ["capped"], "trickle": ["trickle"]},
         router_settings={"max_queue_wait": 0, "num_retries": 0},
+        switchboard={"server": {"drain_seconds": drain_s}},
         provider_path="fast-path",
     )
     config["model_list"][0]["litellm_params"]["rpm"] = RPM  # type: ignore[index]
@@ -140,3 +144,25 @@ async def test_sigterm_lets_streams_in_flight_finish_on_every_worker(
 def test_too_small_a_limit_is_refused_at_start(sim: SimServer, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="cannot serve with 8 workers"):
         _start(sim, tmp_path, workers=8)
+
+
+def test_a_second_signal_reaches_every_worker(sim: SimServer, tmp_path: Path) -> None:
+    """The workers drain for 10 minutes after one SIGTERM; a second one ends them all now."""
+    proc, address = _start(sim, tmp_path, drain_s=600)
+    try:
+        workers = _workers(proc)
+        assert len(workers) == WORKERS
+        with grpc.insecure_channel(address) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=60
+            )
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            proc.popen.send_signal(signal.SIGTERM)
+            # Draining (a signal is handled before the next one is sent: two at once are one).
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert proc.popen.poll() is None
+        proc.popen.send_signal(signal.SIGTERM)
+        assert proc.popen.wait(30) == 0
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        proc.kill()

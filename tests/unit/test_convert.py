@@ -9,8 +9,11 @@ from google.protobuf import struct_pb2
 
 from switchboard.api import convert
 from switchboard.api.pb import gateway_pb2 as pb
+from switchboard.config import Deployment
 from switchboard.domain import Role
 from switchboard.errors import InvalidRequest
+from switchboard.gateway import DeploymentStatus
+from switchboard.routing import HealthState, HealthView
 
 
 def _request(**fields: object) -> pb.CompleteRequest:
@@ -94,3 +97,64 @@ def test_tool_problems_are_named() -> None:
 def test_too_many_and_empty_stop_sequences() -> None:
     assert _fields(_request(stop=["a", "b", "c", "d", "e"])) == {"stop"}
     assert _fields(_request(stop=[""])) == {"stop[0]"}
+
+
+def _status(until: float | None, **counts: object) -> DeploymentStatus:
+    deployment = Deployment(
+        id="d1", model_group="chat", model="openai/x", provider="openai", params={},
+        rpm=counts.pop("rpm", 60), tpm=counts.pop("tpm", None), timeout_s=10.0,  # type: ignore[arg-type]
+        stream_timeout_s=10.0, weight=None, max_input_tokens=None, max_output_tokens=None,
+        input_cost_per_token=None, output_cost_per_token=None,
+    )  # fmt: skip
+    return DeploymentStatus(
+        deployment=deployment,
+        health=HealthView(HealthState.COOLING_DOWN, until, float(counts.pop("share", 0.0))),  # type: ignore[arg-type]
+        in_flight=counts.pop("in_flight", 0),  # type: ignore[arg-type]
+        requests_remaining=counts.pop("requests", None),  # type: ignore[arg-type]
+        tokens_remaining=counts.pop("tokens", None),  # type: ignore[arg-type]
+    )
+
+
+# 9999-12-31T23:59:59Z, the last second a protobuf Timestamp holds.
+LAST_TIMESTAMP_S = 253_402_300_799
+
+
+@pytest.mark.parametrize(
+    ("until", "seconds"),
+    [
+        (100.0, 1100),
+        (math.inf, None),  # a Retry-After of inf: once an OverflowError in ListModels
+        (-math.inf, None),
+        (math.nan, None),
+        (1e20, LAST_TIMESTAMP_S),  # once "Timestamp is not valid"
+        (-1e20, 0),
+        (None, None),
+    ],
+)
+def test_a_cooldown_end_is_always_a_valid_timestamp(
+    until: float | None, seconds: int | None
+) -> None:
+    message = convert.deployment_status(_status(until), wall_offset_s=1000.0)
+    assert message.HasField("cooldown_until") is (seconds is not None)
+    if seconds is not None:
+        assert message.cooldown_until.seconds == seconds
+    message.SerializeToString()  # what grpc does with it: must not raise either
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({"requests": -5, "tokens": 2**70, "in_flight": 2**40, "share": math.nan},
+         (0, 2**64 - 1, 2**32 - 1, 0.0)),
+        ({"requests": 7, "tokens": None, "in_flight": -1, "share": math.inf}, (7, None, 0, 0.0)),
+        ({"rpm": 2**80, "share": 2.5, "requests": math.inf}, (2**64 - 1, None, 0, 1.0)),
+    ],
+)  # fmt: skip
+def test_deployment_counts_are_clamped_to_their_fields(
+    counts: dict[str, object], expected: tuple[object, ...]
+) -> None:
+    message = convert.deployment_status(_status(None, **counts), wall_offset_s=0.0)
+    requests = message.requests_remaining if message.HasField("requests_remaining") else None
+    tokens = message.tokens_remaining if message.HasField("tokens_remaining") else None
+    assert (requests, tokens, message.in_flight, message.traffic_share) == expected
+    message.SerializeToString()

@@ -36,7 +36,13 @@ from switchboard.domain import (
 )
 from switchboard.providers.litellm_adapter import LitellmProvider
 from switchboard.providers.openai_http import MAX_SSE_LINE_BYTES, OpenAIHttpProvider, PoolLimits
-from switchboard.providers.openai_wire import error_body, merge_chunks, parse_chunk
+from switchboard.providers.openai_wire import (
+    MalformedAnswer,
+    error_body,
+    merge_chunks,
+    parse_chunk,
+    parse_response,
+)
 from switchboard.providers.openai_wire import status_error as wire_status_error
 from switchboard.providers.router import ProviderRouter
 from switchboard.providers.sse import DONE, SseDecoder
@@ -185,9 +191,13 @@ class Recorder:
     )
     headers: dict[str, str] = field(default_factory=dict)
     seen: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    # When set, the answer's bytes as they are, instead of `body` as JSON.
+    raw_body: bytes | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append((request.path_qs, dict(request.headers), await request.json()))
+        if self.raw_body is not None:
+            return web.Response(body=self.raw_body, status=self.status, headers=self.headers)
         return web.json_response(self.body, status=self.status, headers=self.headers)
 
 
@@ -267,18 +277,38 @@ def test_status_error_maps_every_status_and_code(
     body = json.dumps({"error": {"type": "t", "param": None, **error}}).encode()
     mapped = status_error(status, body, {}, "dep", _clock)
     assert type(mapped) is expected
-    assert mapped.message == error["message"]
+    # Our description: the deployment, the status and the code, never the provider's words.
+    assert mapped.message.startswith(
+        (
+            "deployment dep ",
+            "rate limited by deployment dep ",
+            "the prompt exceeds the context window of deployment dep ",
+        )
+    )
+    assert f"(HTTP {status}" in mapped.message
+    assert error["message"] not in mapped.message
+    if error.get("code"):
+        assert mapped.message.endswith(f", {error['code']})")
+        assert mapped.info()["upstream_code"] == error["code"]
+    assert mapped.info()["http_status"] == str(status)
+    assert mapped.upstream_detail == error["message"]
     assert mapped.deployment == "dep"
 
 
 def test_status_error_keeps_the_first_line_and_reads_retry_after() -> None:
     body = json.dumps({"error": {"message": "first line\nsecond line" + "x" * 600}}).encode()
     mapped = status_error(429, body, {"Retry-After-Ms": "2500"}, "dep", _clock)
-    assert mapped.message == "first line"
+    assert mapped.message == "rate limited by deployment dep (HTTP 429)"
+    assert mapped.upstream_detail == "first line"
     assert mapped.retry_after == 2.5
     long = status_error(500, b"x" * 900, {}, "dep", _clock)
-    assert long.message == "x" * 500
-    assert status_error(502, b"", {}, "dep", _clock).message == "HTTP 502"
+    assert long.message == "deployment dep is unavailable (HTTP 500)"
+    assert long.upstream_detail == "x" * 299 + "…"  # redact.MAX_DETAIL_CHARS
+    empty = status_error(502, b"", {}, "dep", _clock)
+    assert (empty.message, empty.upstream_detail) == (
+        "deployment dep is unavailable (HTTP 502)",
+        "",
+    )
     dated = status_error(429, b"{}", {"retry-after": "Thu, 01 Jan 1970 00:00:30 GMT"}, "d", _clock)
     assert dated.retry_after == 30.0
 
@@ -300,9 +330,12 @@ async def test_every_status_maps_as_litellm_maps_it(
     # One table (openai_wire.status_error) maps both: a 403, which litellm leaves
     # a generic APIError, is UpstreamAuthError on both paths.
     assert type(via_fast) is type(via_litellm), (via_fast, via_litellm)
-    assert via_litellm.message.endswith(via_fast.message)
+    assert via_litellm.message == via_fast.message
+    assert f"(HTTP {status})" in via_fast.message
     assert via_fast.retry_after == via_litellm.retry_after
-    assert via_fast.message == f"upstream says {status}"
+    assert via_fast.upstream_detail == f"upstream says {status}"
+    assert via_litellm.upstream_detail.endswith(via_fast.upstream_detail)
+    assert "upstream says" not in via_fast.message + via_litellm.message
 
 
 # ---------------------------------------------------------------- parity on the simulator
@@ -382,7 +415,9 @@ async def test_each_simulated_fault_is_the_same_error_on_both_paths(
     assert via_fast.deployment == "dep"
     assert "\n" not in via_fast.message
     if fault in WORDED:
-        assert via_litellm.message.endswith(via_fast.message), via_fast.message
+        # Both describe the failure in our words, alike; the provider's go to the log only.
+        assert via_litellm.message == via_fast.message
+        assert via_litellm.upstream_detail.endswith(via_fast.upstream_detail)
 
 
 @pytest.mark.parametrize("request_", [SAY_HI, RICH], ids=["plain", "tools-and-sampling"])
@@ -500,7 +535,7 @@ FINISH = b'data: {"id":"c","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
         (CONTENT + b"data: [DONE]", [("hi", None)]),  # [DONE] without its blank line
         (CONTENT, errors.UpstreamUnavailable),  # dropped before finishing
         (CONTENT + ERROR_EVENT, errors.UpstreamUnavailable),
-        (CONTENT + b"data: {nope\n\n", errors.UpstreamInternal),
+        (CONTENT + b"data: {nope\n\n", errors.UpstreamUnavailable),
     ],
     ids=["done", "finish-only", "done-unterminated", "dropped", "error-event", "not-json"],
 )
@@ -575,9 +610,13 @@ async def test_text_before_an_error_event_is_delivered_first(fast: OpenAIHttpPro
     async with serving(PeerRecorder(status=200, sse=CONTENT + CONTENT + ERROR_EVENT)) as base:
         stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
         seen: list[str] = []
-        with pytest.raises(errors.UpstreamUnavailable):
+
+        async def collect() -> None:
             async for chunk in stream:
                 seen.append(chunk.content)
+
+        with pytest.raises(errors.UpstreamUnavailable):
+            await collect()
     assert seen == ["hihi"]
 
 
@@ -585,7 +624,7 @@ async def test_a_stream_line_past_the_bound_is_refused(fast: OpenAIHttpProvider)
     endless = b"data: " + b"x" * (MAX_SSE_LINE_BYTES + 1024)
     async with serving(PeerRecorder(status=200, sse=endless)) as base:
         stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
-        with pytest.raises(errors.UpstreamInternal, match="line over"):
+        with pytest.raises(errors.UpstreamUnavailable, match=r"malformed answer .*line over"):
             await _drain(stream)
 
 
@@ -595,7 +634,7 @@ async def test_a_connection_refused_is_unavailable(fast: OpenAIHttpProvider) -> 
         port = unused.getsockname()[1]
     dep = deployment(f"http://127.0.0.1:{port}/v1")
     for call in (fast.complete, fast.stream):
-        with pytest.raises(errors.UpstreamUnavailable, match="connection error"):
+        with pytest.raises(errors.UpstreamUnavailable, match="connection refused"):
             await call(dep, SAY_HI, timeout_s=5)
 
 
@@ -644,3 +683,133 @@ async def test_prices_come_from_the_config_else_from_the_injected_fallback() -> 
         assert asked == ["dep"]
     finally:
         await provider.aclose()
+
+
+# ---------------------------------------------------------------- malformed answers
+
+GOOD = {
+    "id": "c",
+    "model": "m",
+    "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [],
+        "text",
+        {**GOOD, "choices": []},
+        {k: v for k, v in GOOD.items() if k != "choices"},
+        {**GOOD, "choices": "all of them"},
+        {**GOOD, "choices": [5]},
+        {**GOOD, "choices": [{"finish_reason": "stop"}]},
+        {**GOOD, "choices": [{"message": {"content": 42}}]},
+        {**GOOD, "choices": [{"message": {"content": "hi", "tool_calls": "one"}}]},
+        {**GOOD, "choices": [{"message": {"tool_calls": [{"function": {"arguments": 3}}]}}]},
+        {**GOOD, "choices": [{"message": {"content": "hi"}, "finish_reason": ["stop"]}]},
+        {**GOOD, "usage": "lots"},
+        {**GOOD, "usage": {"prompt_tokens": float("inf")}},
+        {**GOOD, "usage": {"prompt_tokens": float("nan")}},
+        {**GOOD, "usage": {"prompt_tokens": -3}},
+        {**GOOD, "usage": {"prompt_tokens": 2**63}},
+        {**GOOD, "usage": {"prompt_tokens": 1.5}},
+        {**GOOD, "usage": {"prompt_tokens": "12"}},
+        {**GOOD, "usage": {"prompt_tokens": True}},
+        {**GOOD, "usage": {"prompt_tokens_details": {"cached_tokens": -1}}},
+        {**GOOD, "id": 7},
+    ],
+)
+def test_a_malformed_answer_is_refused_by_the_parser(answer: Any) -> None:
+    with pytest.raises(MalformedAnswer):
+        parse_response(answer, None)
+
+
+def test_a_good_answer_is_read_and_its_labels_bounded() -> None:
+    response = parse_response({**GOOD, "id": "x" * 10_000, "usage": {"prompt_tokens": 3.0}}, None)
+    assert response.message.content == "hi"
+    assert response.usage == Usage(3, 0)
+    assert len(response.id) == 256
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"choices": [{"delta": {"content": 42}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": -1}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": 10**30}]}}]},
+        {"choices": [{"delta": {"tool_calls": [{"index": "0"}]}}]},
+        {"choices": {"delta": {}}},
+        {"usage": {"completion_tokens": 1e400}},
+        [1, 2],
+    ],
+)
+def test_a_malformed_event_is_refused_by_the_parser(event: Any) -> None:
+    with pytest.raises(MalformedAnswer):
+        parse_chunk(event)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'{"choices": [',
+        b"[" * 100_000,
+        json.dumps({**GOOD, "choices": []}).encode(),
+        json.dumps(GOOD).replace('"prompt_tokens": 3', '"prompt_tokens": 1e400').encode(),
+    ],
+    ids=["empty", "html", "truncated", "deep", "no-choices", "usage-1e400"],
+)
+async def test_a_malformed_answer_is_retryable_unavailable_on_both_paths(
+    recorder: tuple[Recorder, str],
+    litellm_provider: LitellmProvider,
+    fast: OpenAIHttpProvider,
+    body: bytes,
+) -> None:
+    rec, base = recorder
+    rec.status = 200
+    rec.raw_body = body
+    dep = deployment(base)
+    for provider in (fast, litellm_provider):
+        failure = await _fail(lambda p=provider: p.complete(dep, SAY_HI, timeout_s=5))
+        assert type(failure) is errors.UpstreamUnavailable, (provider, failure)
+        assert failure.retryable
+        assert failure.message.startswith("deployment dep sent a malformed answer (")
+
+
+@pytest.mark.parametrize(
+    "sse",
+    [
+        b"",
+        b"data: [DONE]\n\n",
+        FINISH + b"data: [DONE]\n\n",
+        b'data: {"choices":[]}\n\ndata: [DONE]\n\n',
+        b"<html>oops</html>",
+    ],
+    ids=["nothing", "done-only", "finish-only", "no-choices", "html"],
+)
+async def test_a_stream_without_an_answer_is_unavailable_before_any_chunk(
+    fast: OpenAIHttpProvider, sse: bytes
+) -> None:
+    async with serving(PeerRecorder(status=200, sse=sse)) as base:
+        stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
+        chunks: list[ProviderChunk] = []
+
+        async def collect() -> None:
+            async for chunk in stream:
+                chunks.append(chunk)
+
+        with pytest.raises(errors.UpstreamUnavailable):
+            await collect()
+    assert chunks == []
+
+
+async def test_unreadable_usage_after_the_text_keeps_the_text(fast: OpenAIHttpProvider) -> None:
+    late_usage = b'data: {"choices":[],"usage":{"prompt_tokens":-3}}\n\n'
+    async with serving(PeerRecorder(status=200, sse=CONTENT + FINISH + late_usage)) as base:
+        stream = await fast.stream(deployment(base), SAY_HI, timeout_s=5)
+        chunks = await _drain(stream)
+    assert "".join(c.content for c in chunks) == "hi"
+    assert all(c.usage is None for c in chunks)

@@ -1,11 +1,17 @@
 """Protobuf <-> domain types, with validation of what callers send.
 
 The only module (with the servicer) that touches generated protobuf code.
-A request is checked whole before anything is called, and every problem is
-reported at once as a field violation naming the field's path. The one
-exception is size: a request over a count limit is refused on the counts
-alone, before anything walks its elements, so a hostile request costs no
-more than its parse.
+A request is checked whole before anything is called, and its problems are
+reported at once as field violations naming each field's path: the first
+`InvalidRequest.MAX_VIOLATIONS` of them, and a count of the rest.
+
+Validation costs no more than the request's size allows, whatever its
+shape: a request over a count limit is refused on the counts alone, before
+anything walks its elements; the costly checks (call arguments as JSON,
+tool schemas) run last, within the prompt's character limit and a budget of
+schema values, and are skipped once the report is full. A request at the
+server's message size limit is validated in milliseconds (the bound is
+tested in tests/unit/test_convert_limits.py).
 
 The limits below are the common ground of the providers behind a model
 group: a request that one deployment would refuse must not reach a
@@ -14,13 +20,15 @@ fallback that accepts it, nor be half-sent before one refuses it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from google.protobuf import json_format
+from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -57,6 +65,14 @@ MAX_MESSAGES = 2048
 MAX_PROMPT_CHARS = 2_000_000
 MAX_TOOLS = 128
 MAX_TOOL_CALLS = 128
+# Tool calls in the whole conversation: an agent's long history fits, while
+# a request of empty calls in every message is refused on its counts.
+MAX_TOTAL_TOOL_CALLS = 1024
+# JSON values (objects, arrays, strings, numbers...) in all tool parameter
+# schemas together: 32 a tool at MAX_TOOLS, several times a typical function's.
+# Reading a schema out of protobuf costs a few microseconds a value, so this,
+# not the bytes, bounds what the schemas cost.
+MAX_SCHEMA_VALUES = 4096
 # Model names, message names and tool call ids.
 MAX_NAME_CHARS = 256
 MAX_METADATA = 64
@@ -65,6 +81,16 @@ MAX_METADATA_VALUE_CHARS = 1024
 MAX_CACHE_TTL_S = 30 * 24 * 3600
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOOL_CHOICES = ("auto", "none", "required")
+# How much caller text a violation may quote.
+_QUOTE_CHARS = 64
+# Call arguments up to this many characters in all are checked by json.loads;
+# beyond it by SQLite's JSON parser, which allocates no Python object per
+# value: json.loads costs up to ~0.3 µs a value, so two million characters
+# of `[],[],...` would cost a quarter of a second where SQLite takes ~15 ms.
+_SMALL_ARGUMENTS_CHARS = 16 * 1024
+# SQLite's default bound on the parameters of one statement (before 3.32).
+_SQLITE_PARAMETERS = 999
+_JSON_OBJECT = re.compile(r"[ \t\n\r]*\{")
 
 P = TypeVar("P", bound=ProtoMessage)
 
@@ -112,25 +138,62 @@ def decode(message_type: type[P], data: bytes) -> P:
     raise InvalidRequest([FieldViolation("request", f"not a valid {full_name}: {reason}")])
 
 
-def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) -> CompletionRequest:
-    """A validated domain request from `caller`, or InvalidRequest listing every violation."""
-    problems: list[FieldViolation] = []
+class _Violations:
+    """The report being built: the first violations kept, the rest only counted.
 
-    def bad(field: str, description: str) -> None:
-        problems.append(FieldViolation(field, description))
+    Called as `bad(field, description)`. Once the report is `full`, the
+    costly checks are skipped (and the report says so): they could only add
+    to the count.
+    """
+
+    __slots__ = ("kept", "more", "skipped")
+
+    def __init__(self) -> None:
+        self.kept: list[FieldViolation] = []
+        self.more = 0
+        self.skipped = False
+
+    def __call__(self, field: str, description: str) -> None:
+        if len(self.kept) < InvalidRequest.MAX_VIOLATIONS:
+            self.kept.append(FieldViolation(field, description))
+        else:
+            self.more += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.kept)
+
+    @property
+    def full(self) -> bool:
+        return len(self.kept) >= InvalidRequest.MAX_VIOLATIONS
+
+    def skip(self) -> bool:
+        """True (and noted) when a costly check should not run."""
+        if self.full:
+            self.skipped = True
+        return self.full
+
+    def error(self) -> InvalidRequest:
+        return InvalidRequest(self.kept, more=self.more, complete=not self.skipped)
+
+
+def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) -> CompletionRequest:
+    """A validated domain request from `caller`, or InvalidRequest naming its violations."""
+    bad = _Violations()
 
     _counts(msg, bad)
-    if problems:
-        raise InvalidRequest(problems)
+    if bad:
+        raise bad.error()
 
-    if len(msg.model) > MAX_NAME_CHARS:
+    model = msg.model  # each read of a string field decodes it again: read once
+    if len(model) > MAX_NAME_CHARS:
         bad("model", f"at most {MAX_NAME_CHARS} characters")
-    elif not msg.model.strip():
+    elif not model.strip():
         bad("model", "must name a model group or alias")
     if not msg.messages:
         bad("messages", "must contain at least one message")
-    messages = tuple(_message(m, f"messages[{i}]", bad) for i, m in enumerate(msg.messages))
-    _turns(messages, bad)
+    messages = _messages(msg.messages, bad)
+    if not bad.skipped:
+        _turns(messages, bad)
 
     sampling = Sampling(
         max_tokens=msg.max_tokens if msg.HasField("max_tokens") else None,
@@ -153,36 +216,47 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         elif len(stop) > MAX_STOP_CHARS:
             bad(f"stop[{i}]", f"at most {MAX_STOP_CHARS} characters")
 
-    tools = tuple(_tool(t, f"tools[{i}]", bad) for i, t in enumerate(msg.tools))
+    budget = _SchemaBudget()
+    tools = tuple(_tool(t, f"tools[{i}]", bad, budget) for i, t in enumerate(msg.tools))
     names = [t.name for t in tools]
+    seen_names: set[str] = set()
     for i, name in enumerate(names):
-        if name in names[:i]:
-            bad(f"tools[{i}].name", f"duplicate tool name {name!r}")
+        if name in seen_names:
+            bad(f"tools[{i}].name", f"duplicate tool name {name[:_QUOTE_CHARS]!r}")
+        seen_names.add(name)
     choice = msg.tool_choice
-    if choice and choice not in TOOL_CHOICES and choice not in names:
+    if choice and choice not in TOOL_CHOICES and choice not in seen_names:
         bad("tool_choice", "must be auto, none, required or the name of a tool in tools")
     if choice in ("required",) and not tools:
         bad("tool_choice", "required needs at least one tool")
 
-    prompt_chars = sum(
-        len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages
-    ) + sum(len(t.description) + _json_chars(t.parameters) for t in tools)
+    prompt_chars = (
+        sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+        + sum(len(t.description) for t in tools)
+        + budget.chars
+    )
     if prompt_chars > MAX_PROMPT_CHARS:
         bad("messages", f"{prompt_chars} prompt characters; at most {MAX_PROMPT_CHARS}")
+    else:  # last, and only within the prompt limit: its cost grows with the text
+        _arguments(messages, bad)
 
     ttl = msg.cache.ttl_seconds if msg.cache.HasField("ttl_seconds") else None
     if ttl is not None and ttl > MAX_CACHE_TTL_S:
         bad("cache.ttl_seconds", f"at most {MAX_CACHE_TTL_S} (30 days)")
-    for key, value in msg.metadata.items():
+    metadata = dict(msg.metadata)
+    for key, value in metadata.items():
         if not key or len(key) > MAX_METADATA_KEY_CHARS:
-            bad(f"metadata[{key[:MAX_METADATA_KEY_CHARS]!r}]", "keys are 1-128 characters")
+            bad(f"metadata[{key[:_QUOTE_CHARS]!r}]", "keys are 1-128 characters")
         elif len(value) > MAX_METADATA_VALUE_CHARS:
-            bad(f"metadata[{key!r}]", f"at most {MAX_METADATA_VALUE_CHARS} characters")
+            bad(
+                f"metadata[{key[:_QUOTE_CHARS]!r}]",
+                f"at most {MAX_METADATA_VALUE_CHARS} characters",
+            )
 
-    if problems:
-        raise InvalidRequest(problems)
+    if bad:
+        raise bad.error()
     return CompletionRequest(
-        model=msg.model,
+        model=model,
         messages=messages,
         sampling=sampling,
         tools=tools,
@@ -192,7 +266,7 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
             no_store=msg.cache.no_store,
             ttl_seconds=ttl,
         ),
-        metadata=dict(msg.metadata),
+        metadata=metadata,
         caller=caller,
     )
 
@@ -215,46 +289,69 @@ def _counts(msg: pb.CompleteRequest, bad: _Bad) -> None:
     ):
         if count > limit:
             bad(field, f"{count} entries; at most {limit}")
+    if len(msg.messages) > MAX_MESSAGES:
+        return
+    calls = 0
     for i, m in enumerate(msg.messages):
-        if len(m.tool_calls) > MAX_TOOL_CALLS:
+        count = len(m.tool_calls)
+        calls += count
+        if count > MAX_TOOL_CALLS:
             bad(f"messages[{i}].tool_calls", f"at most {MAX_TOOL_CALLS} tool calls")
+    if calls > MAX_TOTAL_TOOL_CALLS:
+        bad("messages", f"{calls} tool calls in all; at most {MAX_TOTAL_TOOL_CALLS}")
+
+
+def _messages(pb_messages: Sequence[pb.Message], bad: _Violations) -> tuple[Message, ...]:
+    """The messages, until the report is full: past that, the request is refused anyway."""
+    out = []
+    for i, m in enumerate(pb_messages):
+        if bad.full and i < len(pb_messages):
+            bad.skipped = True
+            break
+        out.append(_message(m, f"messages[{i}]", bad))
+    return tuple(out)
 
 
 def _message(m: pb.Message, path: str, bad: _Bad) -> Message:
-    known = _ROLES.get(m.role)
+    # Each read of a field builds a new Python object: read each once. Two
+    # thousand messages make this the hot loop of a large request.
+    content, name, tool_call_id, role_number = m.content, m.name, m.tool_call_id, m.role
+    pb_calls = m.tool_calls
+    has_calls = len(pb_calls) > 0
+    known = _ROLES.get(role_number)
     if known is None:
         bad(f"{path}.role", "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL")
     role = known or Role.USER
-    if role is Role.TOOL and not m.tool_call_id:
+    if role is Role.TOOL and not tool_call_id:
         bad(f"{path}.tool_call_id", "a tool message must say which call it answers")
-    if len(m.tool_call_id) > MAX_NAME_CHARS:
+    if len(tool_call_id) > MAX_NAME_CHARS:
         bad(f"{path}.tool_call_id", f"at most {MAX_NAME_CHARS} characters")
-    if len(m.name) > MAX_NAME_CHARS:
+    if len(name) > MAX_NAME_CHARS:
         bad(f"{path}.name", f"at most {MAX_NAME_CHARS} characters")
-    if m.tool_calls and role is not Role.ASSISTANT:
+    if has_calls and role is not Role.ASSISTANT:
         bad(f"{path}.tool_calls", "only assistant messages carry tool calls")
     # Some providers refuse empty text blocks; an assistant turn may be only calls.
-    if known is Role.USER and not m.content:
+    if known is Role.USER and not content:
         bad(f"{path}.content", "a user message must not be empty")
-    if role is Role.ASSISTANT and not m.content and not m.tool_calls:
+    if role is Role.ASSISTANT and not content and not has_calls:
         bad(f"{path}.content", "an assistant message needs content or tool calls")
-    calls = []
-    for j, call in enumerate(m.tool_calls):
-        where = f"{path}.tool_calls[{j}]"
-        if not TOOL_NAME.match(call.name):
-            bad(f"{where}.name", "must be 1-64 letters, digits, _ or -")
-        if len(call.id) > MAX_NAME_CHARS:
-            bad(f"{where}.id", f"at most {MAX_NAME_CHARS} characters")
-        if call.arguments and not isinstance(_json(call.arguments), dict):
-            bad(f"{where}.arguments", "must be a JSON object")
-        calls.append(ToolCall(id=call.id, name=call.name, arguments=call.arguments))
+    calls: tuple[ToolCall, ...] = ()
+    if has_calls:  # iterating even an empty repeated field costs microseconds
+        calls = tuple(
+            _call(call, f"{path}.tool_calls[{j}]", bad) for j, call in enumerate(pb_calls)
+        )
     return Message(
-        role=role,
-        content=m.content,
-        name=m.name,
-        tool_calls=tuple(calls),
-        tool_call_id=m.tool_call_id,
+        role=role, content=content, name=name, tool_calls=calls, tool_call_id=tool_call_id
     )
+
+
+def _call(call: pb.ToolCall, path: str, bad: _Bad) -> ToolCall:
+    call_id, name = call.id, call.name
+    if not TOOL_NAME.match(name):
+        bad(f"{path}.name", "must be 1-64 letters, digits, _ or -")
+    if len(call_id) > MAX_NAME_CHARS:
+        bad(f"{path}.id", f"at most {MAX_NAME_CHARS} characters")
+    return ToolCall(id=call_id, name=name, arguments=call.arguments)
 
 
 def _turns(messages: Sequence[Message], bad: _Bad) -> None:
@@ -272,23 +369,22 @@ def _turns(messages: Sequence[Message], bad: _Bad) -> None:
         pending.clear()
 
     for i, m in enumerate(messages):
-        path = f"messages[{i}]"
         if m.role is Role.TOOL:
             if m.tool_call_id in pending:
                 del pending[m.tool_call_id]
             elif m.tool_call_id:
                 bad(
-                    f"{path}.tool_call_id",
+                    f"messages[{i}].tool_call_id",
                     "must answer an unanswered tool call of the assistant message before it",
                 )
             continue
         unanswered()
         for j, call in enumerate(m.tool_calls if m.role is Role.ASSISTANT else ()):
-            where = f"{path}.tool_calls[{j}].id"
+            where = f"messages[{i}].tool_calls[{j}].id"
             if not call.id:
                 bad(where, "must not be empty")
             elif call.id in seen:
-                bad(where, f"duplicate tool call id {call.id[:MAX_NAME_CHARS]!r}")
+                bad(where, f"duplicate tool call id {call.id[:_QUOTE_CHARS]!r}")
             else:
                 seen.add(call.id)
                 pending[call.id] = where
@@ -297,21 +393,136 @@ def _turns(messages: Sequence[Message], bad: _Bad) -> None:
         bad("messages", "must contain a message other than system messages")
 
 
-def _tool(t: pb.Tool, path: str, bad: _Bad) -> Tool:
-    if not TOOL_NAME.match(t.name):
+def _arguments(messages: Sequence[Message], bad: _Violations) -> None:
+    """Each call's arguments a JSON object, at a cost linear in their text."""
+    calls = [
+        (f"messages[{i}].tool_calls[{j}].arguments", c.arguments)
+        for i, m in enumerate(messages)
+        for j, c in enumerate(m.tool_calls)
+        if c.arguments
+    ]
+    if not calls or bad.skip():
+        return
+    texts = [text for _, text in calls]
+    if sum(map(len, texts)) <= _SMALL_ARGUMENTS_CHARS:
+        verdicts = [_small_json_object(text) for text in texts]
+    else:
+        verdicts = _large_json_objects(texts)
+    for (where, _), ok in zip(calls, verdicts, strict=True):
+        if not ok:
+            bad(where, "must be a JSON object")
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Held to RFC 8259 (no NaN or Infinity), as SQLite's parser is. Built once:
+# json.loads with an argument builds a decoder per call, 5 µs each.
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _small_json_object(text: str) -> bool:
+    try:
+        parsed: object = _JSON.decode(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, dict)
+
+
+def _large_json_objects(texts: Sequence[str]) -> list[bool]:
+    """SQLite's json_valid (RFC 8259 text, nesting bounded) and a leading brace: an object."""
+    verdicts: list[bool] = []
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        for start in range(0, len(texts), _SQLITE_PARAMETERS):
+            chunk = texts[start : start + _SQLITE_PARAMETERS]
+            query = "SELECT " + ", ".join(["json_valid(?)"] * len(chunk))
+            row = db.execute(query, chunk).fetchone()
+            verdicts.extend(
+                bool(valid) and _JSON_OBJECT.match(text) is not None
+                for valid, text in zip(row, chunk, strict=True)
+            )
+    return verdicts
+
+
+class _SchemaBudget:
+    """The schema values a request may still hold, and the characters they spell."""
+
+    __slots__ = ("chars", "left")
+
+    def __init__(self) -> None:
+        self.left = MAX_SCHEMA_VALUES
+        self.chars = 0
+
+    def take(self, values: int) -> bool:
+        self.left -= values
+        return self.left >= 0
+
+
+class _SchemaTooLarge(Exception):
+    pass
+
+
+class _NotFinite(Exception):
+    pass
+
+
+def _tool(t: pb.Tool, path: str, bad: _Violations, budget: _SchemaBudget) -> Tool:
+    name = t.name
+    if not TOOL_NAME.match(name):
         bad(f"{path}.name", "must be 1-64 letters, digits, _ or -")
     parameters: dict[str, Any] = {}
-    if t.HasField("parameters"):
+    if t.HasField("parameters") and budget.left >= 0 and not bad.skip():
         try:
-            parameters = json_format.MessageToDict(t.parameters)
-        except ValueError:  # NaN and infinities have no JSON spelling
+            parameters = _struct(t.parameters, budget)
+        except _NotFinite:  # NaN and infinities have no JSON spelling
             bad(f"{path}.parameters", "numbers must be finite")
+        except _SchemaTooLarge:
+            bad("tools", f"more than {MAX_SCHEMA_VALUES} JSON values in parameter schemas in all")
         else:
             _schema(parameters, f"{path}.parameters", bad)
-    return Tool(name=t.name, description=t.description, parameters=parameters)
+    return Tool(name=name, description=t.description, parameters=parameters)
 
 
-def _schema(schema: Mapping[str, Any], path: str, bad: _Bad) -> None:
+def _struct(struct: struct_pb2.Struct, budget: _SchemaBudget) -> dict[str, Any]:
+    """A Struct as a dict, counting its values against `budget` before reading them."""
+    if not budget.take(len(struct.fields)):
+        raise _SchemaTooLarge
+    out: dict[str, Any] = {}
+    for key, value in struct.fields.items():
+        budget.chars += len(key) + 4  # the key's quotes, colon and comma
+        out[key] = _value(value, budget)
+    return out
+
+
+def _value(value: struct_pb2.Value, budget: _SchemaBudget) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return _struct(value.struct_value, budget)
+    if kind == "list_value":
+        items = value.list_value.values
+        if not budget.take(len(items)):
+            raise _SchemaTooLarge
+        budget.chars += 2
+        return [_value(item, budget) for item in items]
+    if kind == "string_value":
+        text = value.string_value
+        budget.chars += len(text) + 2
+        return text
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise _NotFinite
+        budget.chars += 8
+        return number
+    if kind == "bool_value":
+        budget.chars += 5
+        return value.bool_value
+    budget.chars += 4
+    return None
+
+
+def _schema(schema: dict[str, Any], path: str, bad: _Bad) -> None:
     """Enough of JSON Schema to know providers will take it: an object with typed fields."""
     if schema.get("type") != "object":
         bad(f"{path}.type", 'must be "object": the arguments of a call are a JSON object')
@@ -323,19 +534,6 @@ def _schema(schema: Mapping[str, Any], path: str, bad: _Bad) -> None:
     required = schema.get("required", [])
     if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
         bad(f"{path}.required", "must be a list of argument names")
-
-
-def _json(text: str) -> object:
-    """The parsed value, or None when `text` is not JSON (or is nested past the parser)."""
-    try:
-        parsed: object = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return parsed
-
-
-def _json_chars(value: Mapping[str, Any]) -> int:
-    return len(json.dumps(value, separators=(",", ":"))) if value else 0
 
 
 def _usage(usage: Usage) -> pb.Usage:
@@ -388,24 +586,48 @@ _STATE = {
 }
 
 
+# The last second a google.protobuf.Timestamp can hold: 9999-12-31T23:59:59Z.
+_MAX_TIMESTAMP_S = 253_402_300_799
+_UINT32 = 2**32 - 1
+_UINT64 = 2**64 - 1
+
+
 def deployment_status(status: DeploymentStatus, wall_offset_s: float) -> pb.Deployment:
-    """`wall_offset_s` turns the gateway's monotonic times into wall-clock ones."""
+    """`wall_offset_s` turns the gateway's monotonic times into wall-clock ones.
+
+    Never raises, whatever the numbers: a provider's Retry-After of `inf` or
+    1e20 must not break ListModels. Counts are clamped to their fields'
+    ranges, a cooldown end to a Timestamp's, and a non-finite one is left out.
+    """
     d = status.deployment
     message = pb.Deployment(
         id=d.id,
         model=d.model,
         provider=d.provider,
-        rpm_limit=d.rpm,
-        tpm_limit=d.tpm,
+        rpm_limit=_clamp(d.rpm, _UINT64),
+        tpm_limit=_clamp(d.tpm, _UINT64),
         state=_STATE[status.health.state],
-        requests_remaining=status.requests_remaining,
-        tokens_remaining=status.tokens_remaining,
-        in_flight=status.in_flight,
-        traffic_share=status.health.share,
+        requests_remaining=_clamp(status.requests_remaining, _UINT64),
+        tokens_remaining=_clamp(status.tokens_remaining, _UINT64),
+        in_flight=_clamp(status.in_flight, _UINT32) or 0,
+        traffic_share=_share(status.health.share),
     )
-    if status.health.until is not None:
-        message.cooldown_until.FromNanoseconds(round((status.health.until + wall_offset_s) * 1e9))
+    until = status.health.until
+    if until is not None and math.isfinite(wall := until + wall_offset_s):
+        nanos = round(min(max(wall, 0.0), 1e12) * 1e9)
+        message.cooldown_until.FromNanoseconds(min(nanos, _MAX_TIMESTAMP_S * 10**9))
     return message
+
+
+def _clamp(value: float | None, high: int) -> int | None:
+    """An unsigned field's value: None stays unset, NaN too, the rest clamped to 0..high."""
+    if value is None or value != value:  # NaN; math.isnan would overflow on a huge int
+        return None
+    return int(min(max(value, 0), high))
+
+
+def _share(value: float) -> float:
+    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.0
 
 
 def complete_response(completion: Completion) -> pb.CompleteResponse:

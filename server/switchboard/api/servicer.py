@@ -22,7 +22,7 @@ from switchboard import faults
 from switchboard.api import convert
 from switchboard.api.auth import Authenticator
 from switchboard.api.pb import gateway_pb2 as pb
-from switchboard.api.status import abort
+from switchboard.api.status import abort, clip_utf8
 from switchboard.domain import Caller, CompletionRequest, StreamDelta
 from switchboard.errors import FieldViolation, InvalidRequest, SwitchboardError
 from switchboard.gateway import Gateway
@@ -30,6 +30,8 @@ from switchboard.gateway import Gateway
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[object, object]
+# A failed call's log line carries at most this much of its message.
+MAX_LOGGED_MESSAGE_BYTES = 1024
 # grpc reports "no deadline" as a very large remaining time.
 _NO_DEADLINE_S = 1e8
 
@@ -151,4 +153,5 @@ class GatewayServicer:
 def _log(err: SwitchboardError, rpc: str, caller: Caller | None) -> None:
     """One line per failed call; names the caller's key, never its value."""
     who = f" (key {caller.name})" if caller is not None else ""
-    log.log(err.log_level, "%s%s -> %s %s: %s", rpc, who, err.status.name, err.reason, err.message)
+    message = clip_utf8(err.message, MAX_LOGGED_MESSAGE_BYTES)
+    log.log(err.log_level, "%s%s -> %s %s: %s", rpc, who, err.status.name, err.reason, message)

@@ -6,12 +6,16 @@ passed per call: no `litellm.*` globals and no litellm Router, because
 retries, fallbacks and routing belong to `routing/` and the gateway.
 
 litellm's exceptions are mapped into Switchboard's error tree in
-`classify()`, the one place that knows both.
+`classify()`, the one place that knows both. Their text is the provider's
+(it can quote our key or organization): it goes to the log redacted, and
+the errors carry our own description (`openai_wire.describe`). litellm's
+own banners and log records on each failure are turned off at import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -24,12 +28,12 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import httpx
 import litellm
 import openai
+import pydantic
 from litellm.exceptions import (
     ContentPolicyViolationError,
     ContextWindowExceededError,
-    InternalServerError,
-    ServiceUnavailableError,
 )
+from litellm.llms.base_llm.chat.transformation import BaseLLMException
 
 from switchboard.config import Deployment
 from switchboard.domain import (
@@ -48,14 +52,38 @@ from switchboard.errors import (
 )
 from switchboard.providers.base import configured_price
 from switchboard.providers.openai_wire import (
+    MalformedAnswer,
     first_line,
-    parse_chunk,
+    malformed,
     parse_response,
     request_fields,
+    require_answer,
     status_error,
+    stream_chunk,
+    upstream_failure,
 )
 from switchboard.providers.prices import PriceTable
 from switchboard.providers.tokens import PromptEstimator
+
+log = logging.getLogger(__name__)
+
+# litellm's loggers: they repeat the provider's text on failures.
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+
+
+def _quiet_litellm() -> None:
+    """No banners on stdout and no provider text in litellm's own log records.
+
+    litellm prints "Give Feedback / Get Help" lines on every provider error
+    unless `suppress_debug_info` is set; the provider's words reach our log
+    only through `openai_wire.upstream_failure`, redacted.
+    """
+    litellm.suppress_debug_info = True
+    for name in LITELLM_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+_quiet_litellm()
 
 
 class LitellmProvider:
@@ -90,8 +118,8 @@ class LitellmProvider:
             async with asyncio.timeout(timeout_s):
                 raw = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise classify(exc, deployment.id, self._wall_clock) from exc
-        return _response(raw)
+            raise classify(exc, deployment.id, self._wall_clock) from None
+        return _response(raw, deployment.id)
 
     async def stream(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
@@ -101,7 +129,7 @@ class LitellmProvider:
             async with asyncio.timeout(timeout_s):
                 raw = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise classify(exc, deployment.id, self._wall_clock) from exc
+            raise classify(exc, deployment.id, self._wall_clock) from None
         return _LitellmStream(raw, deployment.id, self._wall_clock)
 
     def price(self, deployment: Deployment, usage: Usage) -> float:
@@ -157,18 +185,28 @@ class _LitellmStream:
         self._wall_clock = wall_clock
 
     def __aiter__(self) -> AsyncIterator[ProviderChunk]:
-        return self._chunks()
+        return require_answer(self._chunks(), self._deployment_id)
 
     async def _chunks(self) -> AsyncIterator[ProviderChunk]:
+        seen = False
         try:
             async for raw in self._raw:
-                chunk = parse_chunk(raw)
+                chunk = stream_chunk(raw, self._deployment_id, delivered=seen)
                 if chunk is not None:
+                    seen = seen or bool(chunk.content or chunk.tool_calls)
                     yield chunk
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:
-            raise classify(exc, self._deployment_id, self._wall_clock) from exc
+            if seen and _unreadable_usage(exc):
+                # litellm reads a stream's usage at its end: the text stands, the count is ours.
+                log.warning(
+                    "deployment %s streamed unreadable usage after its answer; "
+                    "its chunks are counted instead",
+                    self._deployment_id,
+                )
+                return
+            raise classify(exc, self._deployment_id, self._wall_clock) from None
 
     async def aclose(self) -> None:
         await self._raw.aclose()
@@ -179,48 +217,139 @@ def classify(
 ) -> ProviderError:
     """Map a litellm/openai/httpx exception into Switchboard's error tree.
 
-    litellm's own verdicts on context windows and content policy come first
-    (it recognises every provider's wording); then any HTTP status goes
-    through the table the fast path uses too (`openai_wire.status_error`);
-    what is left failed below HTTP.
+    The status is the upstream's own, read from the exception chain
+    (`_upstream_answer`): litellm's mapped class can be decided by the
+    provider's wording (a 500 or a 200 HTML page that mentions "rate limit"
+    becomes its RateLimitError), and the provider's wording is untrusted.
+    litellm's verdicts on context windows and content policy still count
+    (it recognises every provider's wording) when the upstream's status
+    agrees that the request was refused. Then any HTTP status goes through
+    the table the fast path uses too (`openai_wire.status_error`); then
+    timeouts and connection failures; what is left is an answer litellm
+    could not read: malformed, a retryable `UpstreamUnavailable`, as on the
+    fast path.
     """
     if isinstance(exc, ProviderError):
         return exc
     message = _short(exc)
-    if isinstance(exc, ContextWindowExceededError):
-        return ContextWindowExceeded(message, deployment=deployment_id)
-    if isinstance(exc, ContentPolicyViolationError):
-        return ContentPolicyViolation(message, deployment=deployment_id)
-    if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx.TimeoutException):
-        return UpstreamTimeout(
-            message or "the provider did not answer in time", deployment=deployment_id
+    upstream = _upstream_answer(exc)
+    status = upstream[0] if upstream is not None else None
+    code = _code(upstream[2] if upstream is not None else exc)
+    refused = status is None or status in _REFUSAL_STATUSES
+    if isinstance(exc, ContextWindowExceededError) and refused:
+        return upstream_failure(
+            ContextWindowExceeded, deployment_id, status=status, code=code, detail=message
         )
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int) and status >= 400:
-        return status_error(status, message, _code(exc), _headers(exc), deployment_id, wall_clock)
-    if isinstance(
-        exc,
-        openai.APIConnectionError
-        | httpx.TransportError
-        | ConnectionError
-        | ServiceUnavailableError
-        | InternalServerError,
+    if isinstance(exc, ContentPolicyViolationError) and refused:
+        return upstream_failure(
+            ContentPolicyViolation, deployment_id, status=status, code=code, detail=message
+        )
+    if upstream is not None:
+        status_code, headers, _ = upstream
+        return status_error(status_code, message, code, headers, deployment_id, wall_clock)
+    chain = _chain(exc)
+    if any(
+        isinstance(e, openai.APITimeoutError | TimeoutError | httpx.TimeoutException) for e in chain
     ):
-        return UpstreamUnavailable(message, deployment=deployment_id)
-    return UpstreamInternal(message, deployment=deployment_id)
+        return upstream_failure(
+            UpstreamTimeout, deployment_id, reason="no answer in time", detail=message
+        )
+    if any(_is_connection_error(e) for e in chain):
+        return upstream_failure(
+            UpstreamUnavailable, deployment_id, reason="connection error", detail=message
+        )
+    if _from_litellm(exc) or isinstance(exc, _PARSE_ERRORS):
+        # No HTTP error and no broken connection: litellm could not read the answer.
+        return malformed(deployment_id, "unreadable", status=None, detail=message)
+    return upstream_failure(
+        UpstreamInternal, deployment_id, reason=type(exc).__name__, detail=message
+    )
+
+
+# What reading a broken answer raises (pydantic's ValidationError is a ValueError).
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+    StopAsyncIteration,
+)
+# Statuses with which a provider refuses a request (as opposed to failing it).
+_REFUSAL_STATUSES = frozenset({400, 403, 413, 422})
+# How deep to look for the upstream's own answer among chained exceptions.
+_MAX_CHAIN = 8
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < _MAX_CHAIN and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _upstream_answer(
+    exc: BaseException,
+) -> tuple[int, Mapping[str, str], BaseException] | None:
+    """The upstream's real HTTP error status, headers and the exception that holds them.
+
+    Found on httpx's and the openai SDK's own errors, and on litellm's
+    provider errors that carry the answer's headers (a status litellm made
+    up, for an answer it could not read, carries none).
+    """
+    for candidate in _chain(exc):
+        status: object = None
+        headers: object = None
+        if isinstance(candidate, httpx.HTTPStatusError):
+            status, headers = candidate.response.status_code, candidate.response.headers
+        elif isinstance(candidate, openai.APIStatusError) and not _from_litellm(candidate):
+            status, headers = candidate.status_code, candidate.response.headers
+        elif (
+            isinstance(candidate, BaseLLMException)
+            and candidate.headers
+            and not getattr(candidate, "status_code_is_synthesized", False)
+        ):
+            status, headers = candidate.status_code, candidate.headers
+        if isinstance(status, int) and 400 <= status < 600:
+            readable = dict(headers) if isinstance(headers, Mapping | httpx.Headers) else {}
+            return status, readable, candidate
+    return None
+
+
+def _unreadable_usage(exc: BaseException) -> bool:
+    """Whether litellm failed on the usage block (pydantic refusing its `Usage` model)."""
+    return any(isinstance(e, pydantic.ValidationError) and e.title == "Usage" for e in _chain(exc))
+
+
+def _from_litellm(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".", 1)[0] == "litellm"
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A connection that failed, as httpx, the openai SDK or the OS said (not litellm)."""
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return True
+    return isinstance(exc, openai.APIConnectionError) and not _from_litellm(exc)
 
 
 def _code(exc: BaseException) -> str | None:
-    """OpenAI's machine-readable error code; litellm's text matching misses some."""
-    code = getattr(exc, "code", None)
-    if isinstance(code, str):
-        return code
+    """OpenAI's machine-readable error code; litellm's text matching misses some.
+
+    The body's code comes first: litellm sets `exc.code` to the HTTP status
+    on some errors, which is no code.
+    """
     body = getattr(exc, "body", None)
     if isinstance(body, Mapping):
         nested = body.get("error", body)
         if isinstance(nested, Mapping) and isinstance(nested.get("code"), str):
             return str(nested["code"])
-    return None
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and not code.isdigit() else None
 
 
 def _headers(exc: BaseException) -> Mapping[str, str]:
@@ -233,11 +362,20 @@ def _headers(exc: BaseException) -> Mapping[str, str]:
 
 
 def _short(exc: BaseException) -> str:
-    """One line of the provider's message, without litellm's help banners."""
-    return first_line(str(getattr(exc, "message", "") or exc)) or type(exc).__name__
+    """One line of the provider's message, without litellm's help banners (for the log)."""
+    try:
+        return first_line(str(getattr(exc, "message", "") or exc)) or type(exc).__name__
+    except Exception:  # a str() that fails is no reason to lose the error
+        return type(exc).__name__
 
 
-def _response(raw: Any) -> ProviderResponse:
-    hidden = getattr(raw, "_hidden_params", None)
-    headers = hidden.get("additional_headers") if isinstance(hidden, Mapping) else None
-    return parse_response(raw, headers if isinstance(headers, Mapping) else None)
+def _response(raw: Any, deployment_id: str) -> ProviderResponse:
+    """litellm's answer as a domain response; anything unreadable is `malformed`."""
+    try:
+        hidden = getattr(raw, "_hidden_params", None)
+        headers = hidden.get("additional_headers") if isinstance(hidden, Mapping) else None
+        return parse_response(raw, headers if isinstance(headers, Mapping) else None)
+    except MalformedAnswer as exc:
+        raise malformed(deployment_id, str(exc)) from None
+    except Exception as exc:  # no parser failure leaves the provider layer bare
+        raise malformed(deployment_id, "unreadable", detail=type(exc).__name__) from None

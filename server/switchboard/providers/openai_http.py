@@ -19,9 +19,14 @@ Lower-layer failures map into the error tree in this module only:
     an HTTP error status                    openai_wire.status_error
     TimeoutError (the call's deadline)      UpstreamTimeout
     HttpError, OSError (refused, reset,     UpstreamUnavailable
-      closed early, a malformed answer)
+      closed early, bad HTTP)
     a stream that ends unfinished           UpstreamUnavailable (mid-stream drop)
-    an answer that is not OpenAI's JSON     UpstreamInternal
+    an answer or event that is not          UpstreamUnavailable (openai_wire.malformed)
+      OpenAI's JSON, of any kind, or a
+      stream that ends without a chunk
+
+Every error's message is our own description; what the provider or the
+socket said goes to the log, redacted, and nowhere else.
 """
 
 from __future__ import annotations
@@ -43,13 +48,18 @@ from switchboard.errors import (
 from switchboard.providers.base import configured_price
 from switchboard.providers.http1 import HttpClient, HttpError, Request, Response
 from switchboard.providers.openai_wire import (
+    MalformedAnswer,
     error_body,
     error_fields,
+    error_status,
+    malformed,
     merge_chunks,
-    parse_chunk,
     parse_response,
     request_fields,
+    require_answer,
     status_error,
+    stream_chunk,
+    upstream_failure,
 )
 from switchboard.providers.sse import DONE, SseDecoder
 
@@ -60,6 +70,11 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 MAX_SSE_LINE_BYTES = 8 * 1024 * 1024
 # An error answer is read up to this many bytes; only its first line is kept.
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# A chat completion larger than this is not one a caller could receive
+# (gRPC's messages are smaller): it is refused rather than buffered.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# What of a malformed answer's body the log may show (redacted).
+_SAMPLE_BYTES = 200
 
 Price = Callable[[Deployment, Usage], float]
 Estimate = Callable[[CompletionRequest], int]
@@ -144,7 +159,7 @@ class OpenAIHttpProvider:
                 response = await self._pool().post(target.json, body)
                 if response.status >= 400:
                     raise await _failed(response, deployment.id, self._wall_clock)
-                content = await response.read()
+                content = await response.read(MAX_ANSWER_BYTES + 1)
                 headers = response.headers
         except BaseException as exc:
             if response is not None:
@@ -153,12 +168,7 @@ class OpenAIHttpProvider:
                 raise
 
             raise transport_error(exc, deployment.id, timeout_s) from exc
-        try:
-            return parse_response(json.loads(content), headers)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise UpstreamInternal(
-                f"the provider's answer is not a chat completion: {exc}", deployment=deployment.id
-            ) from exc
+        return answer(content, headers, deployment.id)
 
     async def stream(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
@@ -249,7 +259,7 @@ class HttpStream:
         self._timeout_s = timeout_s
 
     def __aiter__(self) -> AsyncIterator[ProviderChunk]:
-        return self._chunks()
+        return require_answer(self._chunks(), self._deployment_id)
 
     async def aclose(self) -> None:
         # A no-op once the body was read to its end and released to the pool.
@@ -258,7 +268,7 @@ class HttpStream:
     async def _chunks(self) -> AsyncIterator[ProviderChunk]:
         """Chunks as they arrive; the events of one read leave merged where they can."""
         decoder = SseDecoder()
-        done = finished = False
+        done = finished = seen = False
         try:
             async for lines in self._reads():
                 pending: ProviderChunk | None = None
@@ -271,13 +281,14 @@ class HttpStream:
                         done = True
                         continue
                     try:
-                        chunk = self._decode(data)
+                        chunk = self._decode(data, delivered=seen)
                     except ProviderError:
                         if pending is not None:
                             yield pending  # what came before the error event is the caller's
                         raise
                     if chunk is None:
                         continue
+                    seen = seen or bool(chunk.content or chunk.tool_calls)
                     finished = finished or chunk.finish_reason is not None
                     if pending is None:
                         pending = chunk
@@ -293,8 +304,10 @@ class HttpStream:
         finally:
             self._response.close()
         if not (done or finished):
-            raise UpstreamUnavailable(
-                "the stream ended before it finished", deployment=self._deployment_id
+            raise upstream_failure(
+                UpstreamUnavailable,
+                self._deployment_id,
+                reason="the stream ended before it finished",
             )
 
     async def _reads(self) -> AsyncIterator[list[str | None]]:
@@ -315,36 +328,27 @@ class HttpStream:
             if lines:
                 yield [line.rstrip(b"\r").decode("utf-8", "replace") for line in lines]
             if len(pending) > MAX_SSE_LINE_BYTES:
-                raise UpstreamInternal(
-                    f"the provider streamed a line over {MAX_SSE_LINE_BYTES} bytes",
-                    deployment=self._deployment_id,
+                raise malformed(
+                    self._deployment_id, f"a streamed line over {MAX_SSE_LINE_BYTES} bytes"
                 )
         last: list[str | None] = (
             [pending.rstrip(b"\r").decode("utf-8", "replace")] if pending else []
         )
         yield [*last, None]
 
-    def _decode(self, data: str) -> ProviderChunk | None:
+    def _decode(self, data: str, *, delivered: bool) -> ProviderChunk | None:
         try:
             payload = json.loads(data)
-        except ValueError as exc:
-            raise UpstreamInternal(
-                f"the provider streamed an event that is not JSON: {data[:100]!r}",
-                deployment=self._deployment_id,
-            ) from exc
+        except (ValueError, RecursionError):
+            raise malformed(
+                self._deployment_id, "a streamed event is not JSON", detail=data[:_SAMPLE_BYTES]
+            ) from None
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             # vLLM and others report a failure after the 200 as an error event.
-            code = payload["error"].get("code")
-            status = code if isinstance(code, int) else 500
+            status = error_status(payload["error"].get("code"))
             message, text_code = error_fields(payload, data)
             raise status_error(status, message, text_code, {}, self._deployment_id, time.time)
-        try:
-            return parse_chunk(payload)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise UpstreamInternal(
-                f"the provider streamed an event that is not a chunk: {exc}",
-                deployment=self._deployment_id,
-            ) from exc
+        return stream_chunk(payload, self._deployment_id, delivered=delivered)
 
 
 def upstream_model(deployment: Deployment) -> str:
@@ -353,15 +357,50 @@ def upstream_model(deployment: Deployment) -> str:
     return deployment.model.removeprefix(prefix)
 
 
+def answer(content: bytes, headers: dict[str, str], deployment_id: str) -> ProviderResponse:
+    """A 200's body as a response; anything that is not a chat completion is `malformed`."""
+    if len(content) > MAX_ANSWER_BYTES:
+        raise malformed(deployment_id, f"an answer over {MAX_ANSWER_BYTES} bytes")
+    try:
+        data = json.loads(content)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        sample = content[:_SAMPLE_BYTES].decode("utf-8", "replace")
+        raise malformed(deployment_id, "not JSON", detail=sample) from None
+    try:
+        return parse_response(data, headers)
+    except MalformedAnswer as exc:
+        raise malformed(deployment_id, str(exc)) from None
+    except Exception as exc:  # no parser failure leaves the provider layer bare
+        raise malformed(deployment_id, "unreadable", detail=type(exc).__name__) from None
+
+
 def transport_error(exc: BaseException, deployment_id: str, timeout_s: float) -> ProviderError:
-    """A failure below HTTP: no answer in time, or no usable connection."""
+    """A failure below HTTP: no answer in time, or no usable connection.
+
+    The socket's or parser's text can quote what the server sent (a header,
+    an encoding): it goes to the log as detail, never into the message.
+    """
     if isinstance(exc, ProviderError):
         return exc
     if isinstance(exc, TimeoutError):
-        return UpstreamTimeout(
-            f"the provider did not answer within {timeout_s:g}s", deployment=deployment_id
+        return upstream_failure(
+            UpstreamTimeout, deployment_id, reason=f"no answer within {timeout_s:g}s"
         )
+    detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, HttpError | OSError):
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return UpstreamUnavailable(f"connection error: {detail}"[:500], deployment=deployment_id)
-    return UpstreamInternal(f"{type(exc).__name__}: {exc}"[:500], deployment=deployment_id)
+        return upstream_failure(
+            UpstreamUnavailable, deployment_id, reason=_transport_reason(exc), detail=detail
+        )
+    return upstream_failure(UpstreamInternal, deployment_id, reason="unexpected", detail=detail)
+
+
+def _transport_reason(exc: HttpError | OSError) -> str:
+    """Our words for a transport failure (HttpError wraps the OS error of a connect)."""
+    cause = exc.__cause__ if isinstance(exc, HttpError) and exc.__cause__ is not None else exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, ConnectionResetError | BrokenPipeError):
+        return "connection reset"
+    if isinstance(cause, HttpError):
+        return "bad HTTP answer or connection lost"
+    return "connection error"

@@ -12,7 +12,10 @@ them on the wire). No litellm import here: the fast path must not pay for it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import logging
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from switchboard.domain import (
@@ -40,6 +43,9 @@ from switchboard.errors import (
     UpstreamUnavailable,
 )
 from switchboard.providers.retry_after import parse_rate_limit, parse_retry_after
+from switchboard.redact import redact
+
+log = logging.getLogger(__name__)
 
 
 def request_fields(request: CompletionRequest) -> dict[str, Any]:
@@ -105,6 +111,25 @@ def message_dict(message: Message) -> dict[str, Any]:
 # JSON the fast path decodes (dicts) or the response objects litellm returns
 # (attributes), through `_get`: one parser serves both adapters without
 # converting litellm's objects to dicts on every chunk.
+#
+# An answer is the provider's input: every field is checked for its type and
+# every number for its range, and anything else raises `MalformedAnswer`,
+# which the adapters turn into a retryable `UpstreamUnavailable` (`malformed`).
+
+# No call counts more tokens than this: a larger usage is garbage, not a bill.
+MAX_TOKEN_COUNT = 10**9
+# A tool call's index in a stream; no answer carries more calls than this.
+MAX_TOOL_INDEX = 4096
+# Ids and model names longer than this are cut: they travel to callers and spans.
+MAX_LABEL_CHARS = 256
+
+
+class MalformedAnswer(ValueError):
+    """An answer that is not OpenAI's shape; the message is ours, never the provider's text."""
+
+
+class MalformedUsage(MalformedAnswer):
+    """The usage block alone is unreadable: the answer's text may still be good."""
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -113,63 +138,191 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def _object(value: Any, field: str, *, optional: bool = False) -> Any:
+    """A JSON object (or one of litellm's response objects)."""
+    if value is None and optional:
+        return None
+    if value is None or isinstance(value, str | bytes | int | float | list | tuple):
+        raise MalformedAnswer(f"{field} is not an object")
+    return value
+
+
+def _list(value: Any, field: str) -> list[Any] | tuple[Any, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise MalformedAnswer(f"{field} is not a list")
+    return value
+
+
+def _text(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedAnswer(f"{field} is not a string")
+    return value
+
+
+def _label(value: Any, field: str) -> str:
+    return _text(value, field)[:MAX_LABEL_CHARS]
+
+
+def _count(value: Any, field: str, upper: int = MAX_TOKEN_COUNT) -> int:
+    """A non-negative integer up to `upper` (an integral float is accepted)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise MalformedAnswer(f"{field} is not an integer")
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise MalformedAnswer(f"{field} is not an integer")
+    if not 0 <= value <= upper:
+        raise MalformedAnswer(f"{field} is out of range")
+    return value
+
+
+def _finish(value: Any, field: str) -> FinishReason | None:
+    reason = _text(value, field)
+    return FinishReason.from_provider(reason) if reason else None
+
+
 def parse_response(data: Any, headers: Mapping[str, str] | None) -> ProviderResponse:
     """A `chat.completion` (and its rate-limit headers) as a domain response."""
-    choice = _get(data, "choices")[0]
-    message = _get(choice, "message") or {}
+    _object(data, "the answer")
+    choices = _list(_get(data, "choices"), "choices")
+    if not choices:
+        raise MalformedAnswer("the answer has no choices")
+    choice = _object(choices[0], "choices[0]")
+    message = _object(_get(choice, "message"), "choices[0].message")
     tool_calls = tuple(
-        ToolCall(
-            id=_get(c, "id") or "",
-            name=_get(_get(c, "function") or {}, "name") or "",
-            arguments=_arguments(_get(_get(c, "function") or {}, "arguments")),
-        )
-        for c in _get(message, "tool_calls") or ()
+        _tool_call(c, f"choices[0].message.tool_calls[{i}]")
+        for i, c in enumerate(_list(_get(message, "tool_calls"), "choices[0].message.tool_calls"))
     )
     return ProviderResponse(
-        id=_get(data, "id") or "",
-        model=_get(data, "model") or "",
+        id=_label(_get(data, "id"), "id"),
+        model=_label(_get(data, "model"), "model"),
         message=Message(
-            role=Role.ASSISTANT, content=_get(message, "content") or "", tool_calls=tool_calls
+            role=Role.ASSISTANT,
+            content=_text(_get(message, "content"), "choices[0].message.content"),
+            tool_calls=tool_calls,
         ),
-        finish_reason=FinishReason.from_provider(_get(choice, "finish_reason")),
+        finish_reason=_finish(_get(choice, "finish_reason"), "choices[0].finish_reason")
+        or FinishReason.STOP,
         usage=parse_usage(_get(data, "usage")) or Usage(),
         rate_limit=parse_rate_limit(headers) if headers else None,
     )
 
 
-def parse_chunk(data: Any) -> ProviderChunk | None:
+def _tool_call(raw: Any, field: str) -> ToolCall:
+    call = _object(raw, field)
+    function = _object(_get(call, "function"), f"{field}.function")
+    return ToolCall(
+        id=_label(_get(call, "id"), f"{field}.id"),
+        name=_text(_get(function, "name"), f"{field}.function.name"),
+        arguments=_arguments(_get(function, "arguments"), f"{field}.function.arguments"),
+    )
+
+
+def parse_chunk(data: Any, *, read_usage: bool = True) -> ProviderChunk | None:
     """A `chat.completion.chunk` as a domain chunk; None when it carries nothing."""
-    usage = parse_usage(_get(data, "usage"))
-    choices = _get(data, "choices") or ()
+    _object(data, "the event")
+    usage = parse_usage(_get(data, "usage")) if read_usage else None
+    choices = _list(_get(data, "choices"), "choices")
     content = ""
     deltas: tuple[ToolCallDelta, ...] = ()
     finish: FinishReason | None = None
     if choices:
-        choice = choices[0]
-        delta = _get(choice, "delta") or {}
-        content = _get(delta, "content") or ""
-        deltas = tuple(
-            ToolCallDelta(
-                index=int(_get(c, "index") or 0),
-                id=_get(c, "id") or "",
-                name=_get(_get(c, "function") or {}, "name") or "",
-                arguments=_get(_get(c, "function") or {}, "arguments") or "",
+        choice = _object(choices[0], "choices[0]")
+        delta = _object(_get(choice, "delta"), "choices[0].delta", optional=True)
+        if delta is not None:
+            content = _text(_get(delta, "content"), "choices[0].delta.content")
+            deltas = tuple(
+                _tool_call_delta(c, f"choices[0].delta.tool_calls[{i}]")
+                for i, c in enumerate(
+                    _list(_get(delta, "tool_calls"), "choices[0].delta.tool_calls")
+                )
             )
-            for c in _get(delta, "tool_calls") or ()
-        )
-        reason = _get(choice, "finish_reason")
-        if reason:
-            finish = FinishReason.from_provider(reason)
+        finish = _finish(_get(choice, "finish_reason"), "choices[0].finish_reason")
     if not content and not deltas and finish is None and usage is None:
         return None
     return ProviderChunk(
         content=content,
         tool_calls=deltas,
-        id=_get(data, "id") or "",
-        model=_get(data, "model") or "",
+        id=_label(_get(data, "id"), "id"),
+        model=_label(_get(data, "model"), "model"),
         finish_reason=finish,
         usage=usage,
     )
+
+
+def _tool_call_delta(raw: Any, field: str) -> ToolCallDelta:
+    call = _object(raw, field)
+    function = _object(_get(call, "function"), f"{field}.function", optional=True)
+    return ToolCallDelta(
+        index=_count(_get(call, "index"), f"{field}.index", MAX_TOOL_INDEX),
+        id=_label(_get(call, "id"), f"{field}.id"),
+        name=_text(_get(function, "name"), f"{field}.function.name") if function else "",
+        arguments=_text(_get(function, "arguments"), f"{field}.function.arguments")
+        if function
+        else "",
+    )
+
+
+def stream_chunk(data: Any, deployment_id: str, *, delivered: bool) -> ProviderChunk | None:
+    """One decoded stream event as a chunk, for both adapters; unreadable ones are `malformed`.
+
+    Unreadable usage once text was delivered (`delivered`) costs only the
+    count, not the answer: it is dropped, and the gateway counts the chunks
+    instead, rather than failing a stream that can no longer fall back.
+    Before that, it fails like any malformed event, so the gateway falls back.
+    """
+    try:
+        try:
+            return parse_chunk(data)
+        except MalformedUsage as exc:
+            if not delivered:
+                raise
+            log.warning(
+                "deployment %s streamed unreadable usage after its answer (%s); "
+                "its chunks are counted instead",
+                deployment_id,
+                exc,
+            )
+            return parse_chunk(data, read_usage=False)
+    except MalformedAnswer as exc:
+        raise malformed(deployment_id, f"a streamed event: {exc}") from None
+    except Exception as exc:  # no parser failure leaves the provider layer bare
+        raise malformed(
+            deployment_id, "a streamed event is unreadable", detail=type(exc).__name__
+        ) from None
+
+
+async def require_answer(
+    chunks: AsyncIterator[ProviderChunk], deployment_id: str
+) -> AsyncIterator[ProviderChunk]:
+    """`chunks`, once the stream shows it is an answer; `malformed` if it never does.
+
+    A chunk with text, a tool call or usage is an answer. Chunks before it
+    that carry only a finish reason (litellm makes one up for a stream it
+    could not read, an HTML page say) are held back, so a stream that ends
+    without an answer fails before anything reached the caller and the
+    gateway can still fall back.
+    """
+    held: list[ProviderChunk] = []
+    answered = False
+    async for chunk in chunks:
+        if not answered:
+            if not (chunk.content or chunk.tool_calls or chunk.usage is not None):
+                held.append(chunk)
+                continue
+            answered = True
+            for early in held:
+                yield early
+            held.clear()
+        yield chunk
+    if not answered:
+        raise malformed(deployment_id, "the stream ended without an answer")
 
 
 def merge_chunks(first: ProviderChunk, then: ProviderChunk) -> ProviderChunk | None:
@@ -195,22 +348,42 @@ def merge_chunks(first: ProviderChunk, then: ProviderChunk) -> ProviderChunk | N
 
 
 def parse_usage(raw: Any) -> Usage | None:
-    if raw is None or isinstance(raw, str | bytes | int | float | list):
+    """The answer's token counts; None when it reports none."""
+    try:
+        return _usage(raw)
+    except MalformedUsage:
+        raise
+    except MalformedAnswer as exc:
+        raise MalformedUsage(str(exc)) from None
+
+
+def _usage(raw: Any) -> Usage | None:
+    if raw is None:
         return None
-    details = _get(raw, "prompt_tokens_details")
+    _object(raw, "usage")
+    details = _object(
+        _get(raw, "prompt_tokens_details"), "usage.prompt_tokens_details", optional=True
+    )
     cached = _get(details, "cached_tokens") if details is not None else None
     return Usage(
-        input_tokens=int(_get(raw, "prompt_tokens") or 0),
-        output_tokens=int(_get(raw, "completion_tokens") or 0),
-        cached_input_tokens=int(cached or 0),
+        input_tokens=_count(_get(raw, "prompt_tokens"), "usage.prompt_tokens"),
+        output_tokens=_count(_get(raw, "completion_tokens"), "usage.completion_tokens"),
+        cached_input_tokens=_count(cached, "usage.prompt_tokens_details.cached_tokens"),
     )
 
 
-def _arguments(value: Any) -> str:
+def _arguments(value: Any, field: str) -> str:
     """OpenAI sends a JSON string; some compatible servers send the object itself."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, Mapping):
+        raise MalformedAnswer(f"{field} is neither a string nor an object")
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise MalformedAnswer(f"{field} is not JSON") from exc
 
 
 # --- failures ------------------------------------------------------------------
@@ -245,29 +418,147 @@ def status_error(
     408, 504                                UpstreamTimeout
     other 5xx                               UpstreamUnavailable
     anything else                           UpstreamInternal
+
+    `message` (the provider's words) only classifies and goes to the log,
+    redacted; the error's own message is `describe`'s.
     """
-    message = message or f"HTTP {status}"
+    kind: type[ProviderError]
+    retry_after: float | None = None
     if code == "content_policy_violation":
-        return ContentPolicyViolation(message, deployment=deployment_id)
-    if code == "context_length_exceeded" or (
+        kind = ContentPolicyViolation
+    elif code == "context_length_exceeded" or (
         status == 400 and any(w in message.lower() for w in _CONTEXT_WINDOW_WORDING)
     ):
-        return ContextWindowExceeded(message, deployment=deployment_id)
-    if status == 429:
-        return UpstreamRateLimited(
-            message, deployment=deployment_id, retry_after=parse_retry_after(headers, wall_clock)
-        )
-    if status in (401, 403):
-        return UpstreamAuthError(message, deployment=deployment_id)
-    if status == 404:
-        return UpstreamNotFound(message, deployment=deployment_id)
-    if status in (400, 413, 422):
-        return UpstreamBadRequest(message, deployment=deployment_id)
-    if status in (408, 504):
-        return UpstreamTimeout(message, deployment=deployment_id)
-    if status >= 500:
-        return UpstreamUnavailable(message, deployment=deployment_id)
-    return UpstreamInternal(message, deployment=deployment_id)
+        kind = ContextWindowExceeded
+    elif status == 429:
+        kind = UpstreamRateLimited
+        retry_after = parse_retry_after(headers, wall_clock)
+    elif status in (401, 403):
+        kind = UpstreamAuthError
+    elif status == 404:
+        kind = UpstreamNotFound
+    elif status in (400, 413, 422):
+        kind = UpstreamBadRequest
+    elif status in (408, 504):
+        kind = UpstreamTimeout
+    elif status >= 500:
+        kind = UpstreamUnavailable
+    else:
+        kind = UpstreamInternal
+    return upstream_failure(
+        kind, deployment_id, status=status, code=code, detail=message, retry_after=retry_after
+    )
+
+
+# What each kind of failure is called in our own words; `{d}` is the deployment.
+_DESCRIPTIONS: dict[type[ProviderError], str] = {
+    UpstreamRateLimited: "rate limited by deployment {d}",
+    UpstreamTimeout: "deployment {d} timed out",
+    UpstreamUnavailable: "deployment {d} is unavailable",
+    UpstreamBadRequest: "deployment {d} rejected the request",
+    ContextWindowExceeded: "the prompt exceeds the context window of deployment {d}",
+    ContentPolicyViolation: "deployment {d} refused the content (content policy)",
+    UpstreamAuthError: "deployment {d} refused our credentials",
+    UpstreamNotFound: "deployment {d} does not know its configured model",
+    UpstreamInternal: "deployment {d} failed",
+}
+_MALFORMED = "deployment {d} sent a malformed answer"
+# A provider's error code is shown to callers only when it looks like a code.
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+# Statuses outside HTTP's error range are not believed (an in-stream error event
+# may carry any number as its code).
+_ERROR_STATUSES = range(400, 600)
+
+
+def safe_code(code: object) -> str | None:
+    """The provider's error code when it is one (`rate_limit_exceeded`), else None."""
+    if not isinstance(code, str) or not _CODE.fullmatch(code) or redact(code) != code:
+        return None
+    return code
+
+
+def error_status(value: object) -> int:
+    """An error event's HTTP status: its code when that is an error status, else 500."""
+    if isinstance(value, int) and not isinstance(value, bool) and value in _ERROR_STATUSES:
+        return value
+    return 500
+
+
+def describe(
+    kind: type[ProviderError],
+    deployment_id: str,
+    *,
+    status: int | None = None,
+    code: str | None = None,
+    reason: str | None = None,
+    template: str | None = None,
+) -> str:
+    """Our own words for a failure: kind, deployment, HTTP status, error code, our reason.
+
+    For example `rate limited by deployment gpt-a (HTTP 429, rate_limit_exceeded)`.
+    `reason` must be our text too; the provider's never goes here.
+    """
+    template = template or next(
+        (text for cls, text in _DESCRIPTIONS.items() if issubclass(kind, cls)),
+        "deployment {d} failed",
+    )
+    facts = [f"HTTP {status}"] if status is not None else []
+    facts += [c for c in (safe_code(code), reason) if c]
+    head = template.format(d=deployment_id or "?")
+    return f"{head} ({', '.join(facts)})" if facts else head
+
+
+def upstream_failure(
+    kind: type[ProviderError],
+    deployment_id: str,
+    *,
+    status: int | None = None,
+    code: str | None = None,
+    reason: str | None = None,
+    detail: str = "",
+    retry_after: float | None = None,
+    template: str | None = None,
+) -> ProviderError:
+    """The error for one failed upstream answer, logged once here with the provider's words.
+
+    The log line is the only place the provider's text (`detail`) goes, and
+    only redacted; the error carries our description (`describe`).
+    """
+    code = safe_code(code)
+    redacted = redact(detail) if detail else ""
+    error = kind(
+        describe(kind, deployment_id, status=status, code=code, reason=reason, template=template),
+        deployment=deployment_id,
+        retry_after=retry_after,
+        http_status=status,
+        upstream_code=code,
+        upstream_detail=redacted,
+    )
+    log.log(
+        min(error.log_level, logging.WARNING),
+        "upstream failure: %s%s",
+        error.message,
+        f"; provider said: {redacted}" if redacted else "",
+    )
+    return error
+
+
+def malformed(
+    deployment_id: str, reason: str, *, status: int | None = 200, detail: str = ""
+) -> ProviderError:
+    """A retryable `UpstreamUnavailable` for an answer that is not OpenAI's shape.
+
+    Whatever is wrong with it, another deployment may answer well: the
+    gateway falls back, and the caller never sees the parser's text.
+    """
+    return upstream_failure(
+        UpstreamUnavailable,
+        deployment_id,
+        status=status,
+        reason=reason,
+        detail=detail,
+        template=_MALFORMED,
+    )
 
 
 def error_body(body: bytes) -> tuple[str, str | None]:
@@ -275,7 +566,7 @@ def error_body(body: bytes) -> tuple[str, str | None]:
     text = body.decode("utf-8", "replace").strip()
     try:
         data = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         data = None
     return error_fields(data, text) if isinstance(data, dict) else (first_line(text), None)
 

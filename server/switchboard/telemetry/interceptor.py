@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -97,7 +98,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):
             span = self._start(context, service, method)
             error: BaseException | None = None
             try:
-                with trace.use_span(span, end_on_exit=False):
+                with _current(span):
                     return await behaviour(request, context)
             except BaseException as exc:
                 error = exc
@@ -114,7 +115,7 @@ class ServerSpans(grpc.aio.ServerInterceptor):
             span = self._start(context, service, method)
             error: BaseException | None = None
             try:
-                with trace.use_span(span, end_on_exit=False):
+                with _current(span):
                     async for response in behaviour(request, context):
                         yield response
             except BaseException as exc:
@@ -124,6 +125,14 @@ class ServerSpans(grpc.aio.ServerInterceptor):
                 _finish(span, context, error)
 
         return handle
+
+
+def _current(span: trace.Span) -> AbstractContextManager[trace.Span]:
+    """`span` as the current span; `_finish` sets its status, and no exception
+    (a Python stack trace, possibly quoting an upstream) is recorded on it."""
+    return trace.use_span(
+        span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+    )
 
 
 def _finish(span: trace.Span, context: Context, error: BaseException | None) -> None:
