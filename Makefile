@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run test test-rust test-python lint proto bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-http lock clean
+.PHONY: help setup run test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-http lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,8 +40,25 @@ $(STAMPS)/native: $(STAMPS)/deps $(RUST_SOURCES) pyproject.toml
 $(STUBS): proto/switchboard/v1/gateway.proto tools/genproto.py $(STAMPS)/deps
 	$(PY) tools/genproto.py
 
-proto: ## regenerate the gRPC stubs from proto/
+proto: setup clients/node/node_modules ## regenerate the gRPC code of the server and of every client
 	$(PY) tools/genproto.py
+	$(PY) clients/python/generate.py
+	clients/go/generate.sh
+	cd clients/node && npm run --silent generate
+
+# The clients' committed generated code must match the proto (lint checks it;
+# the Python client's own suite checks its stubs).
+proto-check: setup clients/node/node_modules
+	clients/go/generate.sh --check
+	cd clients/node && npm run --silent check-generated
+
+clients/node/node_modules: clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMPS)/client-python: $(STAMPS)/native $(shell find clients/python/src -name '*.py') clients/python/pyproject.toml
+	$(PIP) install --quiet --no-deps --no-build-isolation -e clients/python
+	@touch $@
 
 $(BUF): tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund --loglevel=error
@@ -50,7 +67,7 @@ $(BUF): tools/package.json tools/package-lock.json
 run: setup ## serve configs/default.yaml on 127.0.0.1:50051 (built-in simulator, no keys)
 	$(VENV)/bin/switchboard serve --config $(CONFIG) --listen $(LISTEN)
 
-test: setup test-rust test-python ## run every test: cargo test, then pytest
+test: setup test-rust test-python test-clients ## run every test: cargo test, pytest, then the three clients' suites
 
 test-rust:
 	cd ratelimit-rs && cargo test --quiet
@@ -58,12 +75,28 @@ test-rust:
 test-python: setup
 	$(PY) -m pytest
 
-lint: setup $(BUF) ## ruff, mypy --strict, cargo clippy and fmt, buf lint
-	$(VENV)/bin/ruff check server tests bench tools
-	$(VENV)/bin/ruff format --check server tests bench tools
+test-clients: test-client-python test-client-go test-client-node
+
+test-client-python: $(STAMPS)/client-python
+	$(PY) -m pytest -q clients/python/tests
+
+test-client-go: setup
+	cd clients/go && go mod download && go test -count=1 ./...
+
+test-client-node: setup clients/node/node_modules
+	cd clients/node && npm test
+
+lint: setup $(BUF) proto-check ## ruff, mypy --strict, clippy and fmt, go vet and gofmt, buf lint and breaking
+	$(VENV)/bin/ruff check server tests bench tools clients/python clients/testdata
+	$(VENV)/bin/ruff format --check server tests bench tools clients/python clients/testdata
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict clients/python/src
 	cd ratelimit-rs && cargo fmt --check && cargo clippy --all-targets --quiet -- -D warnings
+	cd clients/go && go vet ./... && test -z "$$(gofmt -l .)"
 	$(BUF) lint
+	# The API may only grow: against the previous commit (and main, on a branch).
+	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; fi
+	if git rev-parse -q --verify main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
 
 bench: bench-latency bench-limiter bench-routing bench-telemetry bench-http bench-compare ## every benchmark
 
@@ -94,4 +127,4 @@ lock: ## re-resolve the Python dependencies into requirements.lock
 	/tmp/switchboard-lock/bin/pip freeze --all --exclude-editable | grep -v -E "^(pip|switchboard)==" > requirements.lock
 
 clean: ## remove everything the build made
-	rm -rf $(VENV) $(STAMPS) ratelimit-rs/target tools/node_modules server/switchboard/api/pb server/switchboard/*.so
+	rm -rf $(VENV) $(STAMPS) ratelimit-rs/target tools/node_modules server/switchboard/api/pb server/switchboard/*.so clients/node/node_modules clients/node/dist

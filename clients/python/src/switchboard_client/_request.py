@@ -1,0 +1,404 @@
+"""From the caller's Python values to the wire, and from the wire back.
+
+Callers pass OpenAI-style dicts as often as typed values, so both are read
+here, strictly: an unknown parameter is a TypeError and a malformed message
+a ValueError, raised before anything is sent, rather than a field silently
+dropped on the way to the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC
+from typing import Any, TypedDict
+
+from google.protobuf import duration_pb2
+
+from ._pb import gateway_pb2 as pb
+from ._types import (
+    Attempt,
+    Cache,
+    Completion,
+    Deployment,
+    Message,
+    ModelGroup,
+    ModelList,
+    Routing,
+    StreamFinal,
+    Tool,
+    ToolCall,
+    Usage,
+)
+
+MessageLike = Message | Mapping[str, Any]
+ToolLike = Tool | Mapping[str, Any]
+
+
+class CompleteParams(TypedDict, total=False):
+    """The keyword parameters of `complete` and `stream`; None means "not set".
+
+    `timeout` (seconds) bounds the whole call, retries and their waits
+    included, and replaces the client's default; `retries` replaces the
+    client's number of retries for this call.
+    """
+
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    stop: str | Sequence[str] | None
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    tools: Sequence[ToolLike] | None
+    tool_choice: str | Mapping[str, Any] | None
+    metadata: Mapping[str, str] | None
+    cache: Cache | Mapping[str, Any] | None
+    timeout: float | None
+    retries: int | None
+
+
+_REQUEST_PARAMS = frozenset(
+    {
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "cache",
+    }
+)
+_CALL_PARAMS = frozenset({"timeout", "retries"})
+_ROLES = {
+    "system": pb.ROLE_SYSTEM,
+    "developer": pb.ROLE_SYSTEM,
+    "user": pb.ROLE_USER,
+    "assistant": pb.ROLE_ASSISTANT,
+    "tool": pb.ROLE_TOOL,
+}
+_MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+
+
+def check_params(method: str, params: Mapping[str, object]) -> None:
+    unknown = sorted(set(params) - _REQUEST_PARAMS - _CALL_PARAMS)
+    if unknown:
+        raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+
+
+def build_request(
+    model: str, messages: Iterable[MessageLike], params: Mapping[str, Any]
+) -> pb.CompleteRequest:
+    """The CompleteRequest for `model`, `messages` and the request's own `params`."""
+    if not isinstance(model, str) or not model:
+        raise ValueError("model must be a non-empty string: a model group or an alias")
+    if isinstance(messages, str | bytes | Mapping | Message):
+        raise TypeError("messages must be a sequence of messages, not one message")
+    request = pb.CompleteRequest(model=model)
+    request.messages.extend(_message(m, i) for i, m in enumerate(messages))
+    p = {k: v for k, v in params.items() if k in _REQUEST_PARAMS and v is not None}
+    if "max_tokens" in p:
+        request.max_tokens = _int("max_tokens", p["max_tokens"])
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if name in p:
+            setattr(request, name, _float(name, p[name]))
+    if "seed" in p:
+        request.seed = _int("seed", p["seed"])
+    if "stop" in p:
+        stop = p["stop"]
+        request.stop.extend([stop] if isinstance(stop, str) else _strings("stop", stop))
+    if "tools" in p:
+        request.tools.extend(_tool(t, i) for i, t in enumerate(p["tools"]))
+    if "tool_choice" in p:
+        request.tool_choice = _tool_choice(p["tool_choice"])
+    if "metadata" in p:
+        request.metadata.update(_str_map("metadata", p["metadata"]))
+    if "cache" in p:
+        request.cache.CopyFrom(_cache(p["cache"]))
+    return request
+
+
+def _message(message: MessageLike, index: int) -> pb.Message:
+    where = f"messages[{index}]"
+    role: object
+    name: object
+    call_id: object
+    if isinstance(message, Message):
+        role, content, name = message.role, message.content, message.name
+        calls: Sequence[object] = message.tool_calls
+        call_id = message.tool_call_id
+    elif isinstance(message, Mapping):
+        extra = [k for k, v in message.items() if k not in _MESSAGE_KEYS and v is not None]
+        if extra:
+            raise ValueError(f"{where}: unsupported field {extra[0]!r}")
+        role = message.get("role")
+        content = _content(where, message.get("content"))
+        name = message.get("name") or ""
+        calls = message.get("tool_calls") or ()
+        call_id = message.get("tool_call_id") or ""
+    else:
+        raise TypeError(f"{where}: expected a Message or a dict, got {type(message).__name__}")
+    if role not in _ROLES:
+        raise ValueError(f"{where}: role must be one of {', '.join(_ROLES)}, got {role!r}")
+    return pb.Message(
+        role=_ROLES[role],
+        content=content,
+        name=_str(f"{where}.name", name),
+        tool_calls=[_tool_call(f"{where}.tool_calls[{i}]", c) for i, c in enumerate(calls)],
+        tool_call_id=_str(f"{where}.tool_call_id", call_id),
+    )
+
+
+def _content(where: str, content: object) -> str:
+    """Text, or OpenAI's list of parts when every part is text (the API carries text only)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        texts = []
+        for part in content:
+            if not (isinstance(part, Mapping) and part.get("type") == "text"):
+                raise ValueError(f"{where}.content: only text parts are supported")
+            texts.append(_str(f"{where}.content", part.get("text")))
+        return "".join(texts)
+    raise TypeError(f"{where}.content: expected text, got {type(content).__name__}")
+
+
+def _tool_call(where: str, call: object) -> pb.ToolCall:
+    if isinstance(call, ToolCall):
+        return pb.ToolCall(id=call.id, name=call.name, arguments=call.arguments)
+    if not isinstance(call, Mapping):
+        raise TypeError(f"{where}: expected a ToolCall or a dict")
+    function = call.get("function")
+    fn: Mapping[str, Any] = function if isinstance(function, Mapping) else call
+    arguments = fn.get("arguments", "")
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments)
+    return pb.ToolCall(
+        id=_str(f"{where}.id", call.get("id", "")),
+        name=_str(f"{where}.name", fn.get("name")),
+        arguments=arguments,
+    )
+
+
+def _tool(tool: ToolLike, index: int) -> pb.Tool:
+    where = f"tools[{index}]"
+    name: object
+    description: object
+    parameters: object
+    if isinstance(tool, Tool):
+        name, description, parameters = tool.name, tool.description, tool.parameters
+    elif isinstance(tool, Mapping):
+        function = tool.get("function")
+        fn: Mapping[str, Any] = function if isinstance(function, Mapping) else tool
+        name, description = fn.get("name"), fn.get("description", "")
+        parameters = fn.get("parameters")
+    else:
+        raise TypeError(f"{where}: expected a Tool or a dict")
+    out = pb.Tool(
+        name=_str(f"{where}.name", name),
+        description=_str(f"{where}.description", description or ""),
+    )
+    if parameters is not None:
+        if not isinstance(parameters, Mapping):
+            raise TypeError(f"{where}.parameters: expected a JSON Schema object")
+        out.parameters.update(parameters)
+    return out
+
+
+def _tool_choice(choice: object) -> str:
+    """`auto`, `none`, `required` or a tool's name; OpenAI's `{"function": {"name"}}` too."""
+    if isinstance(choice, str):
+        return choice
+    if isinstance(choice, Mapping):
+        function = choice.get("function")
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            return str(function["name"])
+    raise TypeError("tool_choice: expected a string or {'function': {'name': ...}}")
+
+
+def _cache(cache: object) -> pb.CacheControl:
+    if isinstance(cache, Mapping):
+        unknown = set(cache) - {"no_cache", "no_store", "ttl_seconds"}
+        if unknown:
+            raise ValueError(f"cache: unsupported field {sorted(unknown)[0]!r}")
+        cache = Cache(**cache)
+    if not isinstance(cache, Cache):
+        raise TypeError("cache: expected a Cache or a dict")
+    out = pb.CacheControl(no_cache=bool(cache.no_cache), no_store=bool(cache.no_store))
+    if cache.ttl_seconds is not None:
+        out.ttl_seconds = _int("cache.ttl_seconds", cache.ttl_seconds)
+    return out
+
+
+def _int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    return value
+
+
+def _float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strings(name: str, values: object) -> list[str]:
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{name}: expected a string or a sequence of strings")
+    return [_str(name, v) for v in values]
+
+
+def _str_map(name: str, values: object) -> dict[str, str]:
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{name}: expected a mapping of strings to strings")
+    return {_str(name, k): _str(f"{name}[{k!r}]", v) for k, v in values.items()}
+
+
+# The answers.
+
+
+def _enum_name(value: int, names: Mapping[int, str], prefix: str) -> str:
+    """`FINISH_REASON_TOOL_CALLS` -> `tool_calls`; a value unknown here -> its number."""
+    name = names.get(value)
+    return name.removeprefix(prefix).lower() if name is not None else str(value)
+
+
+_FINISH = {v.number: v.name for v in pb.FinishReason.DESCRIPTOR.values}
+_OUTCOME = {v.number: v.name for v in pb.AttemptOutcome.DESCRIPTOR.values}
+_STATE = {v.number: v.name for v in pb.DeploymentState.DESCRIPTOR.values}
+_ROLE_NAMES = {v.number: v.name for v in pb.Role.DESCRIPTOR.values}
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return duration.ToNanoseconds() / 1e9
+
+
+def _usage(usage: pb.Usage) -> Usage:
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+    )
+
+
+def _attempts(attempts: Iterable[pb.Attempt]) -> tuple[Attempt, ...]:
+    return tuple(
+        Attempt(
+            deployment=a.deployment,
+            model_group=a.model_group,
+            outcome=_enum_name(a.outcome, _OUTCOME, "ATTEMPT_OUTCOME_"),
+            latency=_seconds(a.latency),
+            error=a.error,
+        )
+        for a in attempts
+    )
+
+
+def _routing(routing: pb.RoutingDecision) -> Routing:
+    return Routing(
+        strategy=routing.strategy,
+        explored=routing.explored,
+        queue_wait=_seconds(routing.queue_wait),
+        candidates=tuple(routing.candidates),
+    )
+
+
+def completion(response: pb.CompleteResponse) -> Completion:
+    m = response.message
+    return Completion(
+        id=response.id,
+        model=response.model,
+        deployment=response.deployment,
+        model_group=response.model_group,
+        message=Message(
+            role=_enum_name(m.role, _ROLE_NAMES, "ROLE_") if m.role else "assistant",
+            content=m.content,
+            name=m.name,
+            tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls),
+            tool_call_id=m.tool_call_id,
+        ),
+        finish_reason=_enum_name(response.finish_reason, _FINISH, "FINISH_REASON_"),
+        usage=_usage(response.usage),
+        cost_usd=response.cost_usd,
+        cache_hit=response.cache_hit,
+        attempts=_attempts(response.attempts),
+        fallback_depth=response.fallback_depth,
+        routing=_routing(response.routing),
+    )
+
+
+def stream_final(final: pb.Final) -> StreamFinal:
+    return StreamFinal(
+        id=final.id,
+        model=final.model,
+        deployment=final.deployment,
+        model_group=final.model_group,
+        finish_reason=_enum_name(final.finish_reason, _FINISH, "FINISH_REASON_"),
+        usage=_usage(final.usage),
+        cost_usd=final.cost_usd,
+        cache_hit=final.cache_hit,
+        attempts=_attempts(final.attempts),
+        fallback_depth=final.fallback_depth,
+        time_to_first_chunk=_seconds(final.time_to_first_chunk),
+        routing=_routing(final.routing),
+    )
+
+
+def model_list(response: pb.ListModelsResponse) -> ModelList:
+    def deployment(d: pb.Deployment) -> Deployment:
+        until = d.cooldown_until if d.HasField("cooldown_until") else None
+        return Deployment(
+            id=d.id,
+            model=d.model,
+            provider=d.provider,
+            state=_enum_name(d.state, _STATE, "DEPLOYMENT_STATE_"),
+            rpm_limit=d.rpm_limit if d.HasField("rpm_limit") else None,
+            tpm_limit=d.tpm_limit if d.HasField("tpm_limit") else None,
+            requests_remaining=(d.requests_remaining if d.HasField("requests_remaining") else None),
+            tokens_remaining=d.tokens_remaining if d.HasField("tokens_remaining") else None,
+            in_flight=d.in_flight,
+            traffic_share=d.traffic_share,
+            cooldown_until=until.ToDatetime(UTC) if until is not None else None,
+        )
+
+    return ModelList(
+        groups=tuple(
+            ModelGroup(
+                name=g.name,
+                deployments=tuple(deployment(d) for d in g.deployments),
+                fallbacks=tuple(g.fallbacks),
+            )
+            for g in response.groups
+        ),
+        aliases={a.name: a.target for a in response.aliases},
+    )
+
+
+class ToolCallBuilder:
+    """A streamed tool call's fragments, joined by their index."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}
+
+    def add(self, fragments: Iterable[pb.ToolCallDelta]) -> None:
+        for f in fragments:
+            call = self._calls.setdefault(f.index, ["", "", ""])
+            call[0] = call[0] or f.id
+            call[1] = call[1] or f.name
+            call[2] += f.arguments
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(*self._calls[i]) for i in sorted(self._calls))

@@ -1,0 +1,175 @@
+"""The client's own typed values: what callers build and what the gateway answers.
+
+Frozen dataclasses rather than the generated messages, so callers get
+attributes their type checker knows, plain Python values (seconds as floats,
+enums as short lowercase strings) and nothing that changes under them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the assistant made; `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message of the conversation.
+
+    `role` is `system`, `user`, `assistant` or `tool` (`developer` is read as
+    `system`, as OpenAI's newer models name it).
+    """
+
+    role: str
+    content: str = ""
+    name: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; `parameters` is its arguments' JSON Schema."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cache:
+    """Per-call cache control; `ttl_seconds=None` keeps the gateway's default."""
+
+    no_cache: bool = False
+    no_store: bool = False
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_input_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one deployment; `outcome` is e.g. `success`, `rate_limited`, `timeout`."""
+
+    deployment: str
+    model_group: str
+    outcome: str
+    latency: float
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """How the answering deployment was chosen; `queue_wait` in seconds."""
+
+    strategy: str = ""
+    explored: bool = False
+    queue_wait: float = 0.0
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A whole answer and how the gateway obtained it.
+
+    `finish_reason` is `stop`, `length`, `tool_calls` or `content_filter`;
+    `fallback_depth` is 0 when the requested group answered.
+    """
+
+    id: str
+    model: str
+    deployment: str
+    model_group: str
+    message: Message
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    cache_hit: bool
+    attempts: tuple[Attempt, ...]
+    fallback_depth: int
+    routing: Routing = field(default_factory=Routing)
+
+    @property
+    def text(self) -> str:
+        return self.message.content
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return self.message.tool_calls
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFinal:
+    """The facts a stream ends with: usage, cost and routing.
+
+    `time_to_first_chunk` is in seconds, from the start of the call.
+    """
+
+    id: str
+    model: str
+    deployment: str
+    model_group: str
+    finish_reason: str
+    usage: Usage
+    cost_usd: float
+    cache_hit: bool
+    attempts: tuple[Attempt, ...]
+    fallback_depth: int
+    time_to_first_chunk: float
+    routing: Routing = field(default_factory=Routing)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One provider deployment of a model group, as routing sees it now.
+
+    `state` is `healthy`, `cooling_down` or `ramping`; the limits and what is
+    left of them are None when unlimited.
+    """
+
+    id: str
+    model: str
+    provider: str
+    state: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    requests_remaining: int | None
+    tokens_remaining: int | None
+    in_flight: int
+    traffic_share: float
+    cooldown_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelGroup:
+    name: str
+    deployments: tuple[Deployment, ...]
+    fallbacks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelList:
+    """The gateway's model groups and its aliases (alias name -> group name)."""
+
+    groups: tuple[ModelGroup, ...]
+    aliases: Mapping[str, str]
+
+    def names(self) -> tuple[str, ...]:
+        """Every name `complete` accepts: the groups, then the aliases."""
+        return (*(g.name for g in self.groups), *self.aliases)

@@ -1,0 +1,269 @@
+"""The client's pure parts: request building, error decoding, the retry policy, metadata."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.sdk.trace import TracerProvider
+
+from switchboard_client import (
+    Cache,
+    Client,
+    Internal,
+    InvalidArgument,
+    Message,
+    RateLimited,
+    SwitchboardError,
+    Tool,
+    ToolCall,
+    Unavailable,
+)
+from switchboard_client._errors import DETAILS_KEY, FieldViolation, QuotaViolation, from_status
+from switchboard_client._pb import gateway_pb2 as pb
+from switchboard_client._policy import CallPolicy, call_metadata, retry_delay
+from switchboard_client._request import build_request, check_params
+
+TEXT_PART = {"type": "text", "text": "there"}
+SCHEMA = {"type": "object"}
+# Nothing listens here: calls that reach the network would fail, and none should.
+NOWHERE = "127.0.0.1:9"
+
+
+def test_openai_style_dicts_become_the_request() -> None:
+    request = build_request(
+        "chat",
+        [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi "}, TEXT_PART]},
+            {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+        {
+            "max_tokens": 5,
+            "temperature": 0,
+            "stop": "END",
+            "seed": 3,
+            "top_p": None,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": SCHEMA}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}},
+            "metadata": {"team": "a"},
+            "cache": {"no_cache": True, "ttl_seconds": 60},
+            "timeout": 3,
+        },
+    )
+
+    assert [m.role for m in request.messages] == [
+        pb.ROLE_SYSTEM,
+        pb.ROLE_USER,
+        pb.ROLE_ASSISTANT,
+        pb.ROLE_TOOL,
+    ]
+    assert request.messages[1].content == "Hi there"
+    assert request.messages[2].tool_calls[0] == pb.ToolCall(id="c1", name="f", arguments="{}")
+    assert request.messages[3].tool_call_id == "c1"
+    assert request.max_tokens == 5
+    assert request.HasField("temperature")
+    assert request.temperature == 0.0
+    assert not request.HasField("top_p")
+    assert list(request.stop) == ["END"]
+    assert request.seed == 3
+    assert request.tools[0].name == "f"
+    assert dict(request.tools[0].parameters) == {"type": "object"}
+    assert request.tool_choice == "f"
+    assert dict(request.metadata) == {"team": "a"}
+    assert request.cache == pb.CacheControl(no_cache=True, ttl_seconds=60)
+
+
+def test_typed_values_become_the_request() -> None:
+    request = build_request(
+        "chat",
+        [Message("assistant", "", tool_calls=(ToolCall("c1", "f", '{"a": 1}'),))],
+        {"tools": [Tool("f", "does f")], "cache": Cache(no_store=True), "stop": ["a", "b"]},
+    )
+
+    assert request.messages[0].tool_calls[0].arguments == '{"a": 1}'
+    assert request.tools[0].description == "does f"
+    assert request.cache.no_store
+    assert not request.cache.HasField("ttl_seconds")
+    assert list(request.stop) == ["a", "b"]
+
+
+def test_unknown_parameter_is_a_type_error_before_any_call() -> None:
+    with Client(NOWHERE) as client, pytest.raises(TypeError, match="max_token"):
+        client.complete("chat", [{"role": "user", "content": "Hi"}], max_token=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="stream"):
+        check_params("stream", {"n": 2})
+
+
+@pytest.mark.parametrize(
+    ("messages", "params", "error"),
+    [
+        ([{"role": "robot", "content": "Hi"}], {}, ValueError),
+        ([{"role": "user", "content": "Hi", "audio": {"id": "x"}}], {}, ValueError),
+        ([{"role": "user", "content": [{"type": "image_url"}]}], {}, ValueError),
+        ([{"role": "user", "content": 7}], {}, TypeError),
+        ([("user", "Hi")], {}, TypeError),
+        ({"role": "user", "content": "Hi"}, {}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"max_tokens": True}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"max_tokens": 1.5}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"temperature": "hot"}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"metadata": {"a": 1}}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"cache": {"forever": True}}, ValueError),
+    ],
+)
+def test_malformed_input_is_refused_locally(
+    messages: object, params: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        build_request("chat", messages, params)  # type: ignore[arg-type]
+
+
+def _status(code: grpc.StatusCode, *details: object) -> tuple[tuple[str, bytes], ...]:
+    packed = []
+    for detail in details:
+        a = any_pb2.Any()
+        a.Pack(detail)  # type: ignore[arg-type]
+        packed.append(a)
+    status = status_pb2.Status(code=code.value[0], message="m", details=packed)
+    return ((DETAILS_KEY, status.SerializeToString()),)
+
+
+def test_every_detail_is_decoded() -> None:
+    delay = duration_pb2.Duration(seconds=2, nanos=500_000_000)
+    trailer = _status(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        error_details_pb2.ErrorInfo(
+            reason="CAPACITY_EXHAUSTED", domain="switchboard.dev", metadata={"limit": "key:a"}
+        ),
+        error_details_pb2.RetryInfo(retry_delay=delay),
+        error_details_pb2.QuotaFailure(
+            violations=[error_details_pb2.QuotaFailure.Violation(subject="key:a", description="d")]
+        ),
+    )
+
+    error = from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "no room", trailer)
+
+    assert isinstance(error, RateLimited)
+    assert error.reason == "CAPACITY_EXHAUSTED"
+    assert error.metadata == {"limit": "key:a"}
+    assert error.retry_after == 2.5
+    assert error.quota_violations == (QuotaViolation("key:a", "d"),)
+    assert str(error) == "RESOURCE_EXHAUSTED (CAPACITY_EXHAUSTED): no room"
+
+
+def test_bad_request_becomes_field_violations() -> None:
+    trailer = _status(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field="max_tokens", description="d")
+            ]
+        ),
+    )
+
+    error = from_status(grpc.StatusCode.INVALID_ARGUMENT, "bad", trailer)
+
+    assert isinstance(error, InvalidArgument)
+    assert error.field_violations == (FieldViolation("max_tokens", "d"),)
+    assert error.reason == ""
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        (),
+        ((DETAILS_KEY, b"\xff\xff not a status"),),
+        # Details of another status than the one the call ended with are not this error's.
+        _status(grpc.StatusCode.NOT_FOUND, error_details_pb2.ErrorInfo(reason="OTHER")),
+    ],
+)
+def test_missing_garbled_or_foreign_details_leave_the_bare_status(
+    trailer: tuple[tuple[str, bytes], ...],
+) -> None:
+    error = from_status(grpc.StatusCode.UNAVAILABLE, "down", trailer)
+
+    assert type(error) is Unavailable
+    assert error.reason == ""
+    assert error.metadata == {}
+    assert error.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (grpc.StatusCode.UNKNOWN, Internal),
+        (grpc.StatusCode.DATA_LOSS, Internal),
+        (grpc.StatusCode.ABORTED, SwitchboardError),
+    ],
+)
+def test_remaining_codes_map_to_a_class(code: grpc.StatusCode, cls: type[Exception]) -> None:
+    error = from_status(code, "x", ())
+
+    assert type(error) is cls
+    assert error.code == code
+
+
+def test_retry_delay_follows_retry_info_then_backs_off() -> None:
+    limited = RateLimited("x", retry_after=1.5)
+    never = RateLimited("x")
+    down = Unavailable("x")
+
+    assert retry_delay(limited, 0) == 1.5
+    assert retry_delay(never, 0) is None
+    assert retry_delay(InvalidArgument("x"), 0) is None
+    assert retry_delay(down, 0, rng=lambda: 0.0) == pytest.approx(0.05)
+    assert retry_delay(down, 2, rng=lambda: 1.0) == pytest.approx(0.4)
+    assert retry_delay(down, 30, rng=lambda: 1.0) == pytest.approx(5.0)
+    assert retry_delay(Unavailable("x", retry_after=0.7), 5) == 0.7
+
+
+def test_policy_keeps_one_deadline_for_every_attempt() -> None:
+    now = [100.0]
+    policy = CallPolicy.start(2.0, retries=3, clock=lambda: now[0])
+
+    assert policy.wait_before_retry(RateLimited("x", retry_after=0.5)) == 0.5
+    now[0] += 0.5
+    assert policy.timeout() == pytest.approx(1.5)
+    # 1.5 s left: a 1.49 s wait would leave too little for an attempt.
+    assert policy.wait_before_retry(RateLimited("x", retry_after=1.49)) is None
+    assert policy.wait_before_retry(RateLimited("x", retry_after=1.0)) == 1.0
+    now[0] += 5
+    assert policy.timeout() == 0.0
+
+
+def test_policy_counts_its_retries() -> None:
+    policy = CallPolicy.start(None, retries=1)
+
+    assert policy.wait_before_retry(RateLimited("x", retry_after=0.0)) == 0.0
+    assert policy.wait_before_retry(RateLimited("x", retry_after=0.0)) is None
+
+
+@pytest.mark.parametrize(("timeout", "retries"), [(0, 0), (-1, 0), (None, -1), (None, True)])
+def test_bad_defaults_are_refused_at_construction(timeout: float | None, retries: int) -> None:
+    with pytest.raises(ValueError, match=r"timeout|retries"):
+        Client(NOWHERE, timeout=timeout, retries=retries)
+
+
+def test_metadata_carries_the_key_and_the_active_span() -> None:
+    tracer = TracerProvider().get_tracer("caller")
+
+    assert call_metadata(None) == ()
+    assert call_metadata("sk-1") == (("authorization", "Bearer sk-1"),)
+    with tracer.start_as_current_span("caller") as span:
+        metadata = dict(call_metadata("sk-1"))
+
+    context = span.get_span_context()
+    assert metadata["authorization"] == "Bearer sk-1"
+    assert metadata["traceparent"].split("-")[1:3] == [
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+    ]
