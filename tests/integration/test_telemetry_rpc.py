@@ -6,6 +6,7 @@ exporters can be handed in; the calls go over real gRPC and real HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -36,13 +37,28 @@ PARENT_ID = "00f067aa0ba902b7"
 SECRET_PROMPT = "my card number is 4111 1111 1111 1111"
 
 
+class ServerEnded(SpanProcessor):
+    """Set once a server span has ended: grpc sends an aborted call's status before
+    the handler (and its span) finishes, so the client can hear before the span ends."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.kind is SpanKind.SERVER:
+            self.event.set()
+
+
 @dataclass
 class Rig:
     stub: pb_grpc.GatewayStub
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
+    server_ended: ServerEnded
 
-    def finished(self) -> list[ReadableSpan]:
+    async def finished(self) -> list[ReadableSpan]:
+        """The spans, once the call's server span has ended."""
+        await asyncio.wait_for(self.server_ended.event.wait(), 10)
         return list(self.spans.get_finished_spans())
 
 
@@ -73,9 +89,10 @@ async def rig() -> AsyncIterator[Rig]:
     await sim.start()
     spans = InMemorySpanExporter()
     metrics = InMemoryMetricReader()
+    server_ended = ServerEnded()
     telemetry = build_telemetry(
         plan_export(TelemetrySettings(), {}),
-        span_processors=[SimpleSpanProcessor(spans)],
+        span_processors=[SimpleSpanProcessor(spans), server_ended],
         metric_readers=[metrics],
     )
     settings = parse_settings(_config(sim.base_url), source="test", env={})
@@ -89,7 +106,7 @@ async def rig() -> AsyncIterator[Rig]:
     )
     port = await server.start(Address("127.0.0.1", 0))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield Rig(pb_grpc.GatewayStub(channel), spans, metrics)
+        yield Rig(pb_grpc.GatewayStub(channel), spans, metrics, server_ended)
     await server.stop(0)
     telemetry.shutdown()
     await sim.stop()
@@ -126,7 +143,7 @@ def _metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
 
 async def test_a_plain_complete(rig: Rig) -> None:
     response = await rig.stub.Complete(_request(content=SECRET_PROMPT), timeout=30)
-    spans = rig.finished()
+    spans = await rig.finished()
     server, client = _one(spans, SpanKind.SERVER), _one(spans, SpanKind.CLIENT)
     assert server.name == "switchboard.v1.Gateway/Complete"
     assert client.name == "chat instant"
@@ -179,7 +196,7 @@ async def test_a_plain_complete(rig: Rig) -> None:
 async def test_a_stream_complete_records_time_to_first_chunk(rig: Rig) -> None:
     events = [e async for e in rig.stub.StreamComplete(_request(), timeout=30)]
     final = events[-1].final
-    spans = rig.finished()
+    spans = await rig.finished()
     server, client = _one(spans, SpanKind.SERVER), _one(spans, SpanKind.CLIENT)
     assert server.name == "switchboard.v1.Gateway/StreamComplete"
     assert client.name == "chat instant"
@@ -194,7 +211,7 @@ async def test_a_stream_complete_records_time_to_first_chunk(rig: Rig) -> None:
 async def test_a_call_that_fell_back_has_two_attempt_spans(rig: Rig) -> None:
     response = await rig.stub.Complete(_request("down"), timeout=30)
     assert response.fallback_depth == 1
-    spans = rig.finished()
+    spans = await rig.finished()
     attempts = sorted(
         (s for s in spans if s.kind is SpanKind.CLIENT), key=lambda s: s.start_time or 0
     )
@@ -214,7 +231,7 @@ async def test_an_error_returned_to_the_caller_marks_the_server_span(rig: Rig) -
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await rig.stub.Complete(_request("nope"), timeout=30)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
-    server = _one(rig.finished(), SpanKind.SERVER)
+    server = _one(await rig.finished(), SpanKind.SERVER)
     assert _attrs(server)["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert _attrs(server)["error.type"] == "model_not_found"
     (requests,) = _metric_points(rig.metrics)["switchboard.requests"]
@@ -227,7 +244,7 @@ async def test_an_outage_answered_unavailable_is_an_error_span(rig: Rig) -> None
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await rig.stub.Complete(_request("down"), timeout=30, metadata=fault)
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
-    spans = rig.finished()
+    spans = await rig.finished()
     server = _one(spans, SpanKind.SERVER)
     assert server.status.status_code is StatusCode.ERROR
     assert _attrs(server)["error.type"] == "all_deployments_failed"
@@ -239,7 +256,7 @@ async def test_an_outage_answered_unavailable_is_an_error_span(rig: Rig) -> None
 async def test_a_trace_continues_from_the_callers_traceparent(rig: Rig) -> None:
     traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
     await rig.stub.Complete(_request(), timeout=30, metadata=(("traceparent", traceparent),))
-    spans = rig.finished()
+    spans = await rig.finished()
     server = _one(spans, SpanKind.SERVER)
     assert format(server.context.trace_id, "032x") == TRACE_ID
     assert server.parent is not None

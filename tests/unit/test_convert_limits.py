@@ -362,15 +362,13 @@ def test_the_schema_value_budget_is_exact() -> None:
 
 # The server's default max_message_bytes: grpc refuses anything larger unread.
 SIZE_LIMIT = TransportSettings().max_message_bytes
-# A bound on algorithmic cost, not a benchmark: the issue's 50 ms of CPU for
-# validating a request at the size limit. Measured on a shared 2-core machine
-# (best of 5, under load): 2-5 ms for most shapes; 10-30 ms for 2,048 messages
-# with 1,024 calls and 128 tools (a frozen domain object each, ~2 us) and for
-# 8 MiB of text to decode, a floor any reader of the request pays. So the margin
-# is 10x for most shapes but under 2x for the heaviest on a loaded machine.
-# Before this bound: 3 s (issue 11's empty calls), 2.5 s (large schemas), 0.6 s
-# (dense JSON arguments).
-BOUND_S = 0.050
+# A bound on algorithmic cost, not a benchmark: it fails for a cost that grows
+# out of proportion (the 8.5 s the amplification issue measured), not for a
+# loaded machine. The figure itself (under 50 ms of CPU for any request at the
+# size limit; 25-31 ms for the heaviest valid shape, 2,048 messages with 1,024
+# calls and 128 tools, on an idle 2-core machine) is measured by
+# `make bench-validation` (bench/validation.py), where noise is reported, not failed.
+BOUND_S = 0.250
 
 
 def _calls(count: int, arguments: str = "{}") -> list[pb.ToolCall]:
