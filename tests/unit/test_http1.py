@@ -273,6 +273,27 @@ async def test_streamed_bodies_arrive_as_they_are_sent_and_an_early_close_drops_
             await gone.wait()
 
 
+async def test_chunks_that_arrived_together_are_read_as_one(client: HttpClient) -> None:
+    """What is buffered leaves in one read, so a stream above can pass it on as one."""
+    more = asyncio.Event()
+
+    async def bursts(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await more.wait()
+        # Three chunks in one write: they arrive together.
+        writer.write(b"1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with serving(bursts) as (url, _):
+        response = await client.post(Request.post(url, {}), b"{}")
+        chunks = aiter(response.iter_chunks())
+        assert await anext(chunks) == b"first"
+        more.set()
+        assert [chunk async for chunk in chunks] == [b"abc"]
+
+
 async def test_at_most_max_connections_are_in_flight() -> None:
     client = HttpClient(max_connections=2)
     in_flight = 0

@@ -246,10 +246,19 @@ class _Connection(asyncio.Protocol):
         return await self._head
 
     async def next_body(self) -> bytes | None:
-        """The next part of the body, or None at its end."""
+        """All of the body that has arrived and was not read yet, or None at its end.
+
+        Everything buffered leaves at once: the chunks of a chunked body that
+        arrived together (an SSE stream's events, under load) are one read, so
+        the stream above can hand them on as one.
+        """
         while True:
             if self._body:
-                return self._body.popleft()
+                if len(self._body) == 1:
+                    return self._body.popleft()
+                data = b"".join(self._body)
+                self._body.clear()
+                return data
             if self._error is not None:
                 raise self._error
             if self._complete:
