@@ -23,6 +23,7 @@ from ._request import (
     completion,
     model_list,
 )
+from ._transport import channel_credentials
 from ._types import Completion, ModelList, StreamFinal, ToolCall
 
 _T = TypeVar("_T")
@@ -49,15 +50,17 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         retries: int = 0,
         options: ChannelOptions = (),
+        insecure: bool = False,
     ) -> None:
         CallPolicy.start(timeout, retries)  # refuse bad defaults now, not at the first call
         self._api_key = api_key
         self._timeout = timeout
         self._retries = retries
         opts = [("grpc.primary_user_agent", USER_AGENT), *options]
+        chosen = channel_credentials(target, credentials, insecure=insecure)
         self._channel = (
-            grpc.aio.secure_channel(target, credentials, opts)
-            if credentials is not None
+            grpc.aio.secure_channel(target, chosen, opts)
+            if chosen is not None
             else grpc.aio.insecure_channel(target, opts)
         )
         self._stub = GatewayStub(self._channel)

@@ -23,6 +23,7 @@ from ._request import (
     model_list,
     stream_final,
 )
+from ._transport import channel_credentials
 from ._types import Completion, ModelList, StreamFinal, ToolCall
 
 ChannelOptions = Sequence[tuple[str, Any]]
@@ -54,15 +55,17 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         retries: int = 0,
         options: ChannelOptions = (),
+        insecure: bool = False,
     ) -> None:
         CallPolicy.start(timeout, retries)  # refuse bad defaults now, not at the first call
         self._api_key = api_key
         self._timeout = timeout
         self._retries = retries
         opts = [("grpc.primary_user_agent", USER_AGENT), *options]
+        chosen = channel_credentials(target, credentials, insecure=insecure)
         self._channel = (
-            grpc.secure_channel(target, credentials, opts)
-            if credentials is not None
+            grpc.secure_channel(target, chosen, opts)
+            if chosen is not None
             else grpc.insecure_channel(target, opts)
         )
         self._stub = GatewayStub(self._channel)
