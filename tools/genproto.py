@@ -23,7 +23,12 @@ PROTOS = ["switchboard/v1/gateway.proto"]
 ABSOLUTE_IMPORT = re.compile(r"^from switchboard\.v1 import ", re.MULTILINE)
 
 
-def main() -> int:
+def generate(out: Path, made_by: str) -> None:
+    """Writes the stubs into `out` as a package of their own, replacing it whole.
+
+    `made_by` names the script in the package's docstring; the Python client's
+    generate.py calls this too, for its committed copy.
+    """
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as scratch:
         cmd = [
@@ -41,18 +46,22 @@ def main() -> int:
         ]
         subprocess.run(cmd, check=True, cwd=ROOT)
         generated = Path(scratch) / "switchboard" / "v1"
-        staging = OUT.with_name("pb.new")
+        staging = out.with_name(out.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         for path in sorted(generated.iterdir()):
             text = ABSOLUTE_IMPORT.sub("from . import ", path.read_text())
             (staging / path.name).write_text(text)
         (staging / "__init__.py").write_text(
-            '"""Generated from proto/ by tools/genproto.py; do not edit."""\n'
+            f'"""Generated from proto/ by {made_by}; do not edit."""\n'
         )
         # Swap in one step so an interrupted run never leaves half a package.
-        shutil.rmtree(OUT, ignore_errors=True)
-        staging.rename(OUT)
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+
+
+def main() -> int:
+    generate(OUT, "tools/genproto.py")
     return 0
 
 

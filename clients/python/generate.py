@@ -15,51 +15,20 @@ staleness test can compare a fresh run with the committed files.
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-PROTO_ROOT = REPO / "proto"
 OUT = HERE / "src" / "switchboard_client" / "_pb"
-PROTOS = ["switchboard/v1/gateway.proto"]
-ABSOLUTE_IMPORT = re.compile(r"^from switchboard\.v1 import ", re.MULTILINE)
-INIT = '"""Generated from proto/ by clients/python/generate.py; do not edit."""\n'
+# The server's generator (tools/genproto.py) does the work: one recipe for both copies.
+sys.path.insert(0, str(HERE.parent.parent / "tools"))
+
+from genproto import generate as _generate  # noqa: E402
 
 
 def generate(out: Path) -> None:
     """Writes the stubs into `out`, replacing it whole."""
-    bin_dir = Path(sys.executable).parent
-    with tempfile.TemporaryDirectory() as scratch:
-        cmd = [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}",
-            f"--python_out={scratch}",
-            f"--grpc_python_out={scratch}",
-            f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
-            f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
-            f"--mypy_out={scratch}",
-            f"--mypy_grpc_out={scratch}",
-            *PROTOS,
-        ]
-        subprocess.run(cmd, check=True, cwd=REPO)
-        generated = Path(scratch) / "switchboard" / "v1"
-        staging = out.with_name(out.name + ".new")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for path in sorted(generated.iterdir()):
-            text = ABSOLUTE_IMPORT.sub("from . import ", path.read_text())
-            (staging / path.name).write_text(text)
-        (staging / "__init__.py").write_text(INIT)
-        # Swap in one step so an interrupted run never leaves half a package.
-        shutil.rmtree(out, ignore_errors=True)
-        staging.rename(out)
+    _generate(out, "clients/python/generate.py")
 
 
 def main() -> int:

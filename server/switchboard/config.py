@@ -714,15 +714,27 @@ def _fallbacks(
                 ignored.append(where)
                 warnings.append(f"{where}: no model group named {group!r}; entry ignored")
                 continue
-            kept = []
-            for j, target in enumerate(targets):
-                if target in groups:
-                    kept.append(target)
-                else:
-                    ignored.append(f"{where}[{j}]")
-                    warnings.append(f"{where}[{j}]: {target!r} is not a model group; ignored")
-            out[group] = out.get(group, ()) + tuple(kept)
+            kept = _known_targets(targets, where, groups, ignored, warnings)
+            out[group] = out.get(group, ()) + kept
     return out
+
+
+def _known_targets(
+    targets: Sequence[str],
+    where: str,
+    groups: Mapping[str, object],
+    ignored: list[str],
+    warnings: list[str],
+) -> tuple[str, ...]:
+    """The targets that are model groups; each other one reported as ignored, by path."""
+    kept = []
+    for j, target in enumerate(targets):
+        if target in groups:
+            kept.append(target)
+        else:
+            ignored.append(f"{where}[{j}]")
+            warnings.append(f"{where}[{j}]: {target!r} is not a model group; ignored")
+    return tuple(kept)
 
 
 def _with_defaults(
@@ -734,15 +746,7 @@ def _with_defaults(
     warnings: list[str],
 ) -> dict[str, tuple[str, ...]]:
     """`router_settings.default_fallbacks` for every group that has no chain of its own."""
-    kept = []
-    for i, target in enumerate(defaults):
-        if target in groups:
-            kept.append(target)
-        else:
-            ignored.append(f"router_settings.default_fallbacks[{i}]")
-            warnings.append(
-                f"router_settings.default_fallbacks[{i}]: {target!r} is not a model group; ignored"
-            )
+    kept = _known_targets(defaults, "router_settings.default_fallbacks", groups, ignored, warnings)
     if not kept:
         return chains
     out = dict(chains)

@@ -18,7 +18,6 @@ import random
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from switchboard.attempt import AttemptScope, Counts
 from switchboard.config import Deployment, Settings
@@ -55,7 +54,6 @@ from switchboard.routing import CallKind, FallbackKind, HealthView, Planner, Rou
 from switchboard.telemetry.recorder import Recorder
 from switchboard.telemetry.setup import Telemetry
 
-T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 

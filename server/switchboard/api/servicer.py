@@ -61,8 +61,7 @@ class GatewayServicer:
             _log(err, "Complete", caller)
             failure = err
         except Exception:
-            log.exception("Complete failed unexpectedly")
-            failure = SwitchboardError("internal error; the server log has the details")
+            failure = _unexpected("Complete")
         await abort(context, failure)
         raise AssertionError("abort returned")  # pragma: no cover
 
@@ -84,8 +83,7 @@ class GatewayServicer:
             _log(err, "StreamComplete", caller)
             failure = err
         except Exception:
-            log.exception("StreamComplete failed unexpectedly")
-            failure = SwitchboardError("internal error; the server log has the details")
+            failure = _unexpected("StreamComplete")
         await abort(context, failure)
 
     async def list_models(
@@ -95,8 +93,7 @@ class GatewayServicer:
             return self._models(caller)
         except Exception:
             # Deployment state is fed by providers' headers: never let it break the listing.
-            log.exception("ListModels failed unexpectedly")
-            failure = SwitchboardError("internal error; the server log has the details")
+            failure = _unexpected("ListModels")
         await abort(context, failure)
         raise AssertionError("abort returned")  # pragma: no cover
 
@@ -148,6 +145,12 @@ class GatewayServicer:
         if remaining is None or remaining > _NO_DEADLINE_S:
             return None
         return self._clock() + remaining
+
+
+def _unexpected(rpc: str) -> SwitchboardError:
+    """Log the exception being handled; the caller gets INTERNAL without its text."""
+    log.exception("%s failed unexpectedly", rpc)
+    return SwitchboardError("internal error; the server log has the details")
 
 
 def _log(err: SwitchboardError, rpc: str, caller: Caller | None) -> None:
