@@ -1,18 +1,23 @@
-"""A live Switchboard for the clients' tests: the simulator and a gateway on free ports.
+"""A live Switchboard for the clients' tests: the simulator and two gateways on free ports.
 
 Every client suite (Python, Go, TypeScript) runs against the same thing: this
-script starts `switchboard sim` and `switchboard serve` (from the repo's
+script starts `switchboard sim` and twice `switchboard serve` (from the repo's
 .venv) on ports the kernel picks, with fresh keys, and prints one JSON line
-on stdout once both serve:
+on stdout once all serve:
 
     {"target": "127.0.0.1:PORT", "api_key": "...", "limited_key": "...", ...}
 
-It stops both when its stdin closes (the test runner exited) or on SIGTERM.
+It stops them all when its stdin closes (the test runner exited) or on SIGTERM.
 The groups: `chat` (instant answers), `slow` (the first chunk after
 `slow_ms`, for deadlines), `stream` (tokens paced apart: many deltas).
 Keys: `api_key` may call anything; `limited_key` may make `limited_rpm`
-calls a window, then is refused with RESOURCE_EXHAUSTED and RetryInfo.
-Any other key is UNAUTHENTICATED.
+calls a window, then is refused with RESOURCE_EXHAUSTED and RetryInfo;
+`admin_key` may also call InvalidateCache. Any other key is UNAUTHENTICATED.
+
+`target` has no response cache, so that equal calls stay separate calls
+(priced, limited, streamed anew) and InvalidateCache is FAILED_PRECONDITION.
+`cache_target` is a second gateway, the same in every other way, with an
+in-process exact cache scoped to each key.
 
     .venv/bin/python clients/testdata/live_server.py
 """
@@ -69,7 +74,7 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _config(sim_url: str, api_key: str, limited_key: str) -> str:
+def _config(sim_url: str, keys: dict[str, str], *, cache: bool) -> str:
     def deployment(group: str, profile: str) -> dict[str, object]:
         return {
             "model_name": group,
@@ -86,6 +91,18 @@ def _config(sim_url: str, api_key: str, limited_key: str) -> str:
             },
         }
 
+    switchboard: dict[str, object] = {
+        "providers": {"fast_path": True},
+        "limits": {"window_seconds": WINDOW_S},
+        "aliases": {"fast": "chat"},
+        "keys": [
+            {"name": "client", "sha256": _digest(keys["api_key"])},
+            {"name": "limited", "sha256": _digest(keys["limited_key"]), "rpm": LIMITED_RPM},
+            {"name": "admin", "sha256": _digest(keys["admin_key"]), "admin": True},
+        ],
+    }
+    if cache:
+        switchboard["cache"] = {}  # the in-process exact cache, with its defaults
     config = {
         "model_list": [
             deployment("chat", "instant"),
@@ -94,22 +111,17 @@ def _config(sim_url: str, api_key: str, limited_key: str) -> str:
             deployment("stream", "fast"),
         ],
         "router_settings": {"num_retries": 0, "max_queue_wait": 0},
-        "switchboard": {
-            "providers": {"fast_path": True},
-            "limits": {"window_seconds": WINDOW_S},
-            "aliases": {"fast": "chat"},
-            "keys": [
-                {"name": "client", "sha256": _digest(api_key)},
-                {"name": "limited", "sha256": _digest(limited_key), "rpm": LIMITED_RPM},
-            ],
-        },
+        "switchboard": switchboard,
     }
     return json.dumps(config, indent=2)  # JSON is YAML
 
 
 def main() -> int:
-    api_key = f"sk-client-{secrets.token_hex(12)}"
-    limited_key = f"sk-limited-{secrets.token_hex(12)}"
+    keys = {
+        "api_key": f"sk-client-{secrets.token_hex(12)}",
+        "limited_key": f"sk-limited-{secrets.token_hex(12)}",
+        "admin_key": f"sk-admin-{secrets.token_hex(12)}",
+    }
     with tempfile.TemporaryDirectory(prefix="switchboard-clients-") as scratch:
         profiles = Path(scratch) / "profiles.yaml"
         profiles.write_text(json.dumps({"sluggish": {"ttft_ms": SLOW_MS}}))
@@ -120,18 +132,21 @@ def main() -> int:
         )  # fmt: skip
         procs = [sim]
         try:
-            config = Path(scratch) / "switchboard.yaml"
-            config.write_text(_config(sim_url, api_key, limited_key))
-            gateway, target = _start(
-                [str(BIN / "switchboard"), "serve", "--config", str(config),
-                 "--listen", "127.0.0.1:0"],
-                re.compile(r"serving on (\S+:\d+)"),
-            )  # fmt: skip
-            procs.append(gateway)
+            targets = []
+            for name, cache in (("switchboard", False), ("switchboard-cache", True)):
+                config = Path(scratch) / f"{name}.yaml"
+                config.write_text(_config(sim_url, keys, cache=cache))
+                gateway, target = _start(
+                    [str(BIN / "switchboard"), "serve", "--config", str(config),
+                     "--listen", "127.0.0.1:0"],
+                    re.compile(r"serving on (\S+:\d+)"),
+                )  # fmt: skip
+                procs.append(gateway)
+                targets.append(target)
             facts = {
-                "target": target,
-                "api_key": api_key,
-                "limited_key": limited_key,
+                "target": targets[0],
+                "cache_target": targets[1],
+                **keys,
                 "limited_rpm": LIMITED_RPM,
                 "slow_ms": SLOW_MS,
                 "models": {"chat": "chat", "slow": "slow", "stream": "stream", "alias": "fast"},

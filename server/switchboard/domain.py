@@ -103,6 +103,29 @@ class CacheControl:
     no_cache: bool = False
     no_store: bool = False
     ttl_seconds: int | None = None
+    namespace: str = ""
+    # The documents the prompt was built from, for invalidation.
+    tags: tuple[str, ...] = ()
+    # None: the model group's configured choice.
+    semantic: bool | None = None
+    min_similarity: float | None = None
+
+
+class CacheKind(enum.Enum):
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheFacts:
+    """How a cache answered a call."""
+
+    kind: CacheKind
+    similarity: float
+    # What the stored answer cost when it was made.
+    cost_saved_usd: float
+    # Wall-clock seconds since the epoch when the stored answer was made.
+    created: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +138,8 @@ class Caller:
     metadata: Mapping[str, str] = field(default_factory=dict)
     # The model groups the caller may use (fallbacks included); None: every group.
     groups: frozenset[str] | None = None
+    # May call operators' RPCs (InvalidateCache).
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +246,8 @@ class RouteFacts:
     candidates: tuple[str, ...] = ()
     # Time spent waiting for limiter headroom or a cooldown to end.
     queued_s: float = 0.0
+    # Set when the answer came from the cache (then cache_hit is true and cost_usd 0).
+    cache: CacheFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)

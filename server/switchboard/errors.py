@@ -153,6 +153,37 @@ class PermissionDenied(SwitchboardError):
         return {"model": self.model, "key": self.key_name}
 
 
+class NotAdmin(SwitchboardError):
+    """A caller key without `admin: true` asked for an operator's RPC."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+    reason = "ADMIN_REQUIRED"
+    log_level = logging.WARNING
+
+    def __init__(self, rpc: str, *, key_name: str) -> None:
+        self.key_name = key_name
+        super().__init__(f"{rpc} needs a caller key with `admin: true`; {key_name!r} is not one")
+
+    def info(self) -> dict[str, str]:
+        return {"key": self.key_name}
+
+
+class CacheUnavailable(SwitchboardError):
+    """The cache's backend failed while an operator's request needed it."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    reason = "CACHE_UNAVAILABLE"
+    log_level = logging.WARNING
+
+
+class CacheDisabled(SwitchboardError):
+    """An operator asked for the cache of a gateway configured without one."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CACHE_DISABLED"
+    log_level = logging.INFO
+
+
 class CapacityExhausted(SwitchboardError):
     """Our own limits leave no room within the deadline or the queue bound."""
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from switchboard.attempt import AttemptScope, Counts
+from switchboard.cache.service import ResponseCache, StreamRecorder
 from switchboard.config import Deployment, Settings
 from switchboard.domain import (
     Attempt,
@@ -138,6 +140,8 @@ class Gateway:
         sleep: Sleep = asyncio.sleep,
         recorder: Recorder | None = None,
         rng: random.Random | None = None,
+        cache: ResponseCache | None = None,
+        wall: Clock = time.time,
     ) -> None:
         self._recorder = recorder or Recorder(Telemetry(), clock)
         self._settings = settings
@@ -148,6 +152,8 @@ class Gateway:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._cache = cache
+        self._wall = wall
         self._counts = Counts(started=router.started, finished=router.finished)
 
     @property
@@ -157,6 +163,12 @@ class Gateway:
     async def aclose(self) -> None:
         """Release the provider's pooled connections; after the server has stopped."""
         await self._provider.aclose()
+        if self._cache is not None:
+            await self._cache.aclose()
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        return self._cache
 
     @property
     def admission(self) -> Admission:
@@ -184,13 +196,27 @@ class Gateway:
 
     async def complete(self, request: CompletionRequest, *, deadline: float | None) -> Completion:
         try:
-            completion = await self._complete(request, deadline)
+            completion = await self._cached_complete(request, deadline)
         except BaseException as exc:
             self._recorder.call_failed(self._group_of(request), exc, caller=_caller_name(request))
             raise
         self._recorder.call_succeeded(
             self._group_of(request), completion.route, caller=_caller_name(request)
         )
+        return completion
+
+    async def _cached_complete(
+        self, request: CompletionRequest, deadline: float | None
+    ) -> Completion:
+        cache = self._cache
+        if cache is None:
+            return await self._complete(request, deadline)
+        lookup = await cache.lookup(request, self.resolve(request.model))
+        if lookup is not None and lookup.hit is not None:
+            return cache.completion_of(lookup.hit)
+        completion = await self._complete(request, deadline)
+        if lookup is not None:
+            await cache.store(request, lookup, cache.answer_of(completion))
         return completion
 
     async def _complete(self, request: CompletionRequest, deadline: float | None) -> Completion:
@@ -230,7 +256,7 @@ class Gateway:
         upstream stream at once and settles the reservation with what was
         delivered.
         """
-        events = self._stream(request, deadline)
+        events = self._cached_stream(request, deadline)
         try:
             async for event in events:
                 if isinstance(event, StreamFinal):
@@ -247,10 +273,40 @@ class Gateway:
         finally:
             await events.aclose()
 
-    async def _stream(
+    async def _cached_stream(
         self, request: CompletionRequest, deadline: float | None
     ) -> AsyncGenerator[StreamEvent, None]:
+        """A hit replays the stored answer; a miss streams and stores it once whole.
+
+        Only a stream that reached its final event is stored: one the caller
+        left, or that failed part way, is not.
+        """
+        cache = self._cache
+        if cache is None:
+            async with contextlib.aclosing(self._stream(request, deadline)) as events:
+                async for event in events:
+                    yield event
+            return
         started = self._clock()
+        lookup = await cache.lookup(request, self.resolve(request.model))
+        if lookup is not None and lookup.hit is not None:
+            for replayed in cache.replay(lookup.hit, lambda: self._clock() - started):
+                yield replayed
+            return
+        recorder = StreamRecorder()
+        async with contextlib.aclosing(self._stream(request, deadline, started)) as events:
+            async for event in events:
+                if isinstance(event, StreamFinal):
+                    if lookup is not None:
+                        await cache.store(request, lookup, recorder.answer(event, self._wall()))
+                elif lookup is not None:
+                    recorder.add(event)
+                yield event
+
+    async def _stream(
+        self, request: CompletionRequest, deadline: float | None, started: float | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        started = self._clock() if started is None else started
         call = self._new_call(request, CallKind.STREAM)
         async with contextlib.aclosing(self._attempts(request, call, deadline)) as attempts:
             async for attempt in attempts:

@@ -5,6 +5,10 @@
 //
 // Errors are returned as the gRPC status errors the stubs produce, unwrapped,
 // so status.Code(err) works on them; ErrorDetails decodes their details.
+//
+// An answer the gateway's cache gave has CacheHit set and its Cache field
+// says how (exact or semantic, the cost it saved); CacheControl on the
+// request sets its namespace and the tags InvalidateCache removes it by.
 package switchboard
 
 import (
@@ -133,9 +137,29 @@ func (c *Client) Complete(ctx context.Context, req *pb.CompleteRequest, opts ...
 	return c.gateway.Complete(ctx, req, opts...)
 }
 
-// ListModels lists the model groups, their deployments and the aliases.
+// ListModels lists the model groups, their deployments and the aliases, and
+// the caches with their sizes (none when caching is off).
 func (c *Client) ListModels(ctx context.Context, opts ...grpc.CallOption) (*pb.ListModelsResponse, error) {
 	return c.gateway.ListModels(ctx, &pb.ListModelsRequest{}, opts...)
+}
+
+// InvalidateCache removes the cached answers built on any of tags (only those
+// of namespace, when namespace is not empty), or every answer of namespace
+// when tags is empty, and returns how many it removed. Tag requests with the
+// documents their prompts were built from (CacheControl.Tags), so that a
+// document that changes takes its answers with it instead of their being
+// served until they expire.
+//
+// When the gateway has caller keys, only an admin key may call it
+// (PermissionDenied, reason ADMIN_REQUIRED); a gateway without a cache
+// answers FailedPrecondition, reason CACHE_DISABLED; and neither namespace nor
+// tags is InvalidArgument.
+func (c *Client) InvalidateCache(ctx context.Context, namespace string, tags []string, opts ...grpc.CallOption) (removed uint64, err error) {
+	resp, err := c.gateway.InvalidateCache(ctx, &pb.InvalidateCacheRequest{Namespace: namespace, Tags: tags}, opts...)
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetRemoved(), nil
 }
 
 // bearer is the per-call credential the gateway authenticates callers by.

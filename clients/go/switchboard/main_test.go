@@ -31,13 +31,17 @@ type liveServer struct {
 		Stream string `json:"stream"`
 		Alias  string `json:"alias"`
 	} `json:"models"`
+	// CacheTarget is the same gateway with a response cache; Target has none.
+	CacheTarget string `json:"cache_target"`
+	// AdminKey may call InvalidateCache, on either gateway.
+	AdminKey string `json:"admin_key"`
 }
 
 const (
-	// The script allows each of its two processes a minute to start.
-	startTimeout = 150 * time.Second
+	// The script allows each of its three processes a minute to start.
+	startTimeout = 210 * time.Second
 	// It then gives each 30 s to stop after SIGTERM.
-	stopTimeout = 75 * time.Second
+	stopTimeout = 105 * time.Second
 	// Every call in these tests is bounded by this, so a hung gateway fails
 	// one test rather than stalling the run until go test's own timeout.
 	callTimeout = 30 * time.Second
@@ -149,15 +153,21 @@ func (b *syncBuffer) String() string {
 // client when the test ends.
 func dial(t *testing.T, key string) *switchboard.Client {
 	t.Helper()
+	return dialTarget(t, live.Target, key)
+}
+
+// dialTarget is dial to one of the live server's gateways.
+func dialTarget(t *testing.T, target, key string) *switchboard.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
 	defer cancel()
 	opts := []switchboard.Option{switchboard.WithInsecure()}
 	if key != "" {
 		opts = append(opts, switchboard.WithAPIKey(key))
 	}
-	client, err := switchboard.Dial(ctx, live.Target, opts...)
+	client, err := switchboard.Dial(ctx, target, opts...)
 	if err != nil {
-		t.Fatalf("Dial(%s): %v", live.Target, err)
+		t.Fatalf("Dial(%s): %v", target, err)
 	}
 	t.Cleanup(func() { _ = client.Close() })
 	return client

@@ -217,6 +217,58 @@ func (AttemptOutcome) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{2}
 }
 
+// How a cache answered a call.
+type CacheKind int32
+
+const (
+	CacheKind_CACHE_KIND_UNSPECIFIED CacheKind = 0
+	// The same request was answered before.
+	CacheKind_CACHE_KIND_EXACT CacheKind = 1
+	// A similar enough prompt was answered before.
+	CacheKind_CACHE_KIND_SEMANTIC CacheKind = 2
+)
+
+// Enum value maps for CacheKind.
+var (
+	CacheKind_name = map[int32]string{
+		0: "CACHE_KIND_UNSPECIFIED",
+		1: "CACHE_KIND_EXACT",
+		2: "CACHE_KIND_SEMANTIC",
+	}
+	CacheKind_value = map[string]int32{
+		"CACHE_KIND_UNSPECIFIED": 0,
+		"CACHE_KIND_EXACT":       1,
+		"CACHE_KIND_SEMANTIC":    2,
+	}
+)
+
+func (x CacheKind) Enum() *CacheKind {
+	p := new(CacheKind)
+	*p = x
+	return p
+}
+
+func (x CacheKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CacheKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_gateway_proto_enumTypes[3].Descriptor()
+}
+
+func (CacheKind) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_gateway_proto_enumTypes[3]
+}
+
+func (x CacheKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CacheKind.Descriptor instead.
+func (CacheKind) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{3}
+}
+
 // Health of a deployment as routing sees it.
 type DeploymentState int32
 
@@ -254,11 +306,11 @@ func (x DeploymentState) String() string {
 }
 
 func (DeploymentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_v1_gateway_proto_enumTypes[3].Descriptor()
+	return file_switchboard_v1_gateway_proto_enumTypes[4].Descriptor()
 }
 
 func (DeploymentState) Type() protoreflect.EnumType {
-	return &file_switchboard_v1_gateway_proto_enumTypes[3]
+	return &file_switchboard_v1_gateway_proto_enumTypes[4]
 }
 
 func (x DeploymentState) Number() protoreflect.EnumNumber {
@@ -267,7 +319,7 @@ func (x DeploymentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeploymentState.Descriptor instead.
 func (DeploymentState) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
 }
 
 // A tool call the assistant made.
@@ -483,7 +535,19 @@ type CacheControl struct {
 	// Do not store the answer in the cache.
 	NoStore bool `protobuf:"varint,2,opt,name=no_store,json=noStore,proto3" json:"no_store,omitempty"`
 	// Time to live of the stored answer; the configured default when absent.
-	TtlSeconds    *uint32 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
+	TtlSeconds *uint32 `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3,oneof" json:"ttl_seconds,omitempty"`
+	// Entries live in namespaces: a lookup only finds answers of its own
+	// namespace, and InvalidateCache can drop a whole one. Empty: the default.
+	Namespace string `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The documents (ids or content hashes) the prompt was built from, so that
+	// InvalidateCache can drop every answer built on a document that changed.
+	Tags []string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	// Look up (and store into) the semantic cache too, or not; absent: the
+	// model group's configured choice.
+	Semantic *bool `protobuf:"varint,6,opt,name=semantic,proto3,oneof" json:"semantic,omitempty"`
+	// The least cosine similarity a semantic hit needs, in [0, 1]; absent: the
+	// configured threshold.
+	MinSimilarity *float64 `protobuf:"fixed64,7,opt,name=min_similarity,json=minSimilarity,proto3,oneof" json:"min_similarity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -539,6 +603,106 @@ func (x *CacheControl) GetTtlSeconds() uint32 {
 	return 0
 }
 
+func (x *CacheControl) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *CacheControl) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *CacheControl) GetSemantic() bool {
+	if x != nil && x.Semantic != nil {
+		return *x.Semantic
+	}
+	return false
+}
+
+func (x *CacheControl) GetMinSimilarity() float64 {
+	if x != nil && x.MinSimilarity != nil {
+		return *x.MinSimilarity
+	}
+	return 0
+}
+
+// Set when the answer came from the cache.
+type CacheHit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  CacheKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=switchboard.v1.CacheKind" json:"kind,omitempty"`
+	// Cosine similarity of the prompts for a semantic hit; 1 for an exact hit.
+	Similarity float64 `protobuf:"fixed64,2,opt,name=similarity,proto3" json:"similarity,omitempty"`
+	// What the stored answer cost when it was made: saved by this hit.
+	CostSavedUsd float64 `protobuf:"fixed64,3,opt,name=cost_saved_usd,json=costSavedUsd,proto3" json:"cost_saved_usd,omitempty"`
+	// When the stored answer was made.
+	Created       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheHit) Reset() {
+	*x = CacheHit{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheHit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheHit) ProtoMessage() {}
+
+func (x *CacheHit) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheHit.ProtoReflect.Descriptor instead.
+func (*CacheHit) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CacheHit) GetKind() CacheKind {
+	if x != nil {
+		return x.Kind
+	}
+	return CacheKind_CACHE_KIND_UNSPECIFIED
+}
+
+func (x *CacheHit) GetSimilarity() float64 {
+	if x != nil {
+		return x.Similarity
+	}
+	return 0
+}
+
+func (x *CacheHit) GetCostSavedUsd() float64 {
+	if x != nil {
+		return x.CostSavedUsd
+	}
+	return 0
+}
+
+func (x *CacheHit) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
 // CompleteRequest is shared by Complete and StreamComplete.
 type CompleteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -564,7 +728,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +740,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +753,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CompleteRequest) GetModel() string {
@@ -696,7 +860,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +872,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +885,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Usage) GetInputTokens() uint32 {
@@ -767,7 +931,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +943,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +956,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Attempt) GetDeployment() string {
@@ -847,15 +1011,17 @@ type CompleteResponse struct {
 	// 0 when the requested group answered, 1 for its first fallback, and so on.
 	FallbackDepth uint32 `protobuf:"varint,10,opt,name=fallback_depth,json=fallbackDepth,proto3" json:"fallback_depth,omitempty"`
 	// The model group that answered.
-	ModelGroup    string           `protobuf:"bytes,11,opt,name=model_group,json=modelGroup,proto3" json:"model_group,omitempty"`
-	Routing       *RoutingDecision `protobuf:"bytes,12,opt,name=routing,proto3" json:"routing,omitempty"`
+	ModelGroup string           `protobuf:"bytes,11,opt,name=model_group,json=modelGroup,proto3" json:"model_group,omitempty"`
+	Routing    *RoutingDecision `protobuf:"bytes,12,opt,name=routing,proto3" json:"routing,omitempty"`
+	// Set on a cache hit (`cache_hit` true).
+	Cache         *CacheHit `protobuf:"bytes,13,opt,name=cache,proto3" json:"cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1033,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1046,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompleteResponse) GetId() string {
@@ -967,6 +1133,13 @@ func (x *CompleteResponse) GetRouting() *RoutingDecision {
 	return nil
 }
 
+func (x *CompleteResponse) GetCache() *CacheHit {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
 // How the answering deployment was chosen.
 type RoutingDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -984,7 +1157,7 @@ type RoutingDecision struct {
 
 func (x *RoutingDecision) Reset() {
 	*x = RoutingDecision{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1169,7 @@ func (x *RoutingDecision) String() string {
 func (*RoutingDecision) ProtoMessage() {}
 
 func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1182,7 @@ func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingDecision.ProtoReflect.Descriptor instead.
 func (*RoutingDecision) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RoutingDecision) GetStrategy() string {
@@ -1053,7 +1226,7 @@ type ToolCallDelta struct {
 
 func (x *ToolCallDelta) Reset() {
 	*x = ToolCallDelta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1238,7 @@ func (x *ToolCallDelta) String() string {
 func (*ToolCallDelta) ProtoMessage() {}
 
 func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1251,7 @@ func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
 func (*ToolCallDelta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ToolCallDelta) GetIndex() uint32 {
@@ -1120,7 +1293,7 @@ type Delta struct {
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1305,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1318,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Delta) GetContent() string {
@@ -1178,13 +1351,15 @@ type Final struct {
 	// From the start of the call to the first chunk sent to the caller.
 	TimeToFirstChunk *durationpb.Duration `protobuf:"bytes,11,opt,name=time_to_first_chunk,json=timeToFirstChunk,proto3" json:"time_to_first_chunk,omitempty"`
 	Routing          *RoutingDecision     `protobuf:"bytes,12,opt,name=routing,proto3" json:"routing,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set on a cache hit (`cache_hit` true).
+	Cache         *CacheHit `protobuf:"bytes,13,opt,name=cache,proto3" json:"cache,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1371,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1384,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Final) GetId() string {
@@ -1296,6 +1471,13 @@ func (x *Final) GetRouting() *RoutingDecision {
 	return nil
 }
 
+func (x *Final) GetCache() *CacheHit {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
 // One event of StreamComplete.
 type StreamCompleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1310,7 +1492,7 @@ type StreamCompleteResponse struct {
 
 func (x *StreamCompleteResponse) Reset() {
 	*x = StreamCompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1504,7 @@ func (x *StreamCompleteResponse) String() string {
 func (*StreamCompleteResponse) ProtoMessage() {}
 
 func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1517,7 @@ func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCompleteResponse.ProtoReflect.Descriptor instead.
 func (*StreamCompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StreamCompleteResponse) GetEvent() isStreamCompleteResponse_Event {
@@ -1387,7 +1569,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1581,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1594,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 // One provider deployment of a model group.
@@ -1440,7 +1622,7 @@ type Deployment struct {
 
 func (x *Deployment) Reset() {
 	*x = Deployment{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1634,7 @@ func (x *Deployment) String() string {
 func (*Deployment) ProtoMessage() {}
 
 func (x *Deployment) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1647,7 @@ func (x *Deployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
 func (*Deployment) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Deployment) GetId() string {
@@ -1558,7 +1740,7 @@ type ModelGroup struct {
 
 func (x *ModelGroup) Reset() {
 	*x = ModelGroup{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1752,7 @@ func (x *ModelGroup) String() string {
 func (*ModelGroup) ProtoMessage() {}
 
 func (x *ModelGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1765,7 @@ func (x *ModelGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelGroup.ProtoReflect.Descriptor instead.
 func (*ModelGroup) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ModelGroup) GetName() string {
@@ -1618,7 +1800,7 @@ type Alias struct {
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1812,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1825,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Alias) GetName() string {
@@ -1660,17 +1842,91 @@ func (x *Alias) GetTarget() string {
 	return ""
 }
 
+// One of the gateway's caches, as ListModels shows it.
+type CacheStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `exact` or `semantic`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// `memory` or `redis` for the exact cache, `memory` for the semantic index.
+	Backend string `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	Entries uint64 `protobuf:"varint,3,opt,name=entries,proto3" json:"entries,omitempty"`
+	// Bytes of stored answers; absent where the backend cannot say cheaply.
+	Bytes         *uint64 `protobuf:"varint,4,opt,name=bytes,proto3,oneof" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheStats) Reset() {
+	*x = CacheStats{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheStats) ProtoMessage() {}
+
+func (x *CacheStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheStats.ProtoReflect.Descriptor instead.
+func (*CacheStats) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CacheStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CacheStats) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *CacheStats) GetEntries() uint64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *CacheStats) GetBytes() uint64 {
+	if x != nil && x.Bytes != nil {
+		return *x.Bytes
+	}
+	return 0
+}
+
 type ListModelsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Groups        []*ModelGroup          `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
-	Aliases       []*Alias               `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Groups  []*ModelGroup          `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	Aliases []*Alias               `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// The caches and their sizes; empty when caching is off.
+	Caches        []*CacheStats `protobuf:"bytes,3,rep,name=caches,proto3" json:"caches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1938,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1951,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListModelsResponse) GetGroups() []*ModelGroup {
@@ -1710,6 +1966,112 @@ func (x *ListModelsResponse) GetAliases() []*Alias {
 		return x.Aliases
 	}
 	return nil
+}
+
+func (x *ListModelsResponse) GetCaches() []*CacheStats {
+	if x != nil {
+		return x.Caches
+	}
+	return nil
+}
+
+type InvalidateCacheRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Limit the invalidation to this namespace; with no tags, drop all of it.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Drop every answer built on any of these documents.
+	Tags          []string `protobuf:"bytes,2,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvalidateCacheRequest) Reset() {
+	*x = InvalidateCacheRequest{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvalidateCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvalidateCacheRequest) ProtoMessage() {}
+
+func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvalidateCacheRequest.ProtoReflect.Descriptor instead.
+func (*InvalidateCacheRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *InvalidateCacheRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *InvalidateCacheRequest) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+type InvalidateCacheResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many stored answers were removed.
+	Removed       uint64 `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvalidateCacheResponse) Reset() {
+	*x = InvalidateCacheResponse{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvalidateCacheResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvalidateCacheResponse) ProtoMessage() {}
+
+func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvalidateCacheResponse.ProtoReflect.Descriptor instead.
+func (*InvalidateCacheResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *InvalidateCacheResponse) GetRemoved() uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return 0
 }
 
 var File_switchboard_v1_gateway_proto protoreflect.FileDescriptor
@@ -1734,13 +2096,26 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x127\n" +
 	"\n" +
 	"parameters\x18\x03 \x01(\v2\x17.google.protobuf.StructR\n" +
-	"parameters\"z\n" +
+	"parameters\"\x99\x02\n" +
 	"\fCacheControl\x12\x19\n" +
 	"\bno_cache\x18\x01 \x01(\bR\anoCache\x12\x19\n" +
 	"\bno_store\x18\x02 \x01(\bR\anoStore\x12$\n" +
 	"\vttl_seconds\x18\x03 \x01(\rH\x00R\n" +
-	"ttlSeconds\x88\x01\x01B\x0e\n" +
-	"\f_ttl_seconds\"\xb6\x05\n" +
+	"ttlSeconds\x88\x01\x01\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04tags\x18\x05 \x03(\tR\x04tags\x12\x1f\n" +
+	"\bsemantic\x18\x06 \x01(\bH\x01R\bsemantic\x88\x01\x01\x12*\n" +
+	"\x0emin_similarity\x18\a \x01(\x01H\x02R\rminSimilarity\x88\x01\x01B\x0e\n" +
+	"\f_ttl_secondsB\v\n" +
+	"\t_semanticB\x11\n" +
+	"\x0f_min_similarity\"\xb5\x01\n" +
+	"\bCacheHit\x12-\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x19.switchboard.v1.CacheKindR\x04kind\x12\x1e\n" +
+	"\n" +
+	"similarity\x18\x02 \x01(\x01R\n" +
+	"similarity\x12$\n" +
+	"\x0ecost_saved_usd\x18\x03 \x01(\x01R\fcostSavedUsd\x124\n" +
+	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xb6\x05\n" +
 	"\x0fCompleteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.switchboard.v1.MessageR\bmessages\x12\"\n" +
@@ -1780,7 +2155,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"modelGroup\x128\n" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x1e.switchboard.v1.AttemptOutcomeR\aoutcome\x123\n" +
 	"\alatency\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\xeb\x03\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x9b\x04\n" +
 	"\x10CompleteResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1e\n" +
@@ -1797,7 +2172,8 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	" \x01(\rR\rfallbackDepth\x12\x1f\n" +
 	"\vmodel_group\x18\v \x01(\tR\n" +
 	"modelGroup\x129\n" +
-	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\"\xa3\x01\n" +
+	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\x12.\n" +
+	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\"\xa3\x01\n" +
 	"\x0fRoutingDecision\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x1a\n" +
 	"\bexplored\x18\x02 \x01(\bR\bexplored\x128\n" +
@@ -1814,7 +2190,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x05Delta\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\tR\acontent\x12<\n" +
 	"\n" +
-	"tool_calls\x18\x02 \x03(\v2\x1d.switchboard.v1.ToolCallDeltaR\ttoolCalls\"\xf7\x03\n" +
+	"tool_calls\x18\x02 \x03(\v2\x1d.switchboard.v1.ToolCallDeltaR\ttoolCalls\"\xa7\x04\n" +
 	"\x05Final\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1e\n" +
@@ -1831,7 +2207,8 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"modelGroup\x12H\n" +
 	"\x13time_to_first_chunk\x18\v \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstChunk\x129\n" +
-	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\"\x7f\n" +
+	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\x12.\n" +
+	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\"\x7f\n" +
 	"\x16StreamCompleteResponse\x12-\n" +
 	"\x05delta\x18\x01 \x01(\v2\x15.switchboard.v1.DeltaH\x00R\x05delta\x12-\n" +
 	"\x05final\x18\x02 \x01(\v2\x15.switchboard.v1.FinalH\x00R\x05finalB\a\n" +
@@ -1865,9 +2242,22 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x05Alias\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\"y\n" +
+	"\n" +
+	"CacheStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\x12\x18\n" +
+	"\aentries\x18\x03 \x01(\x04R\aentries\x12\x19\n" +
+	"\x05bytes\x18\x04 \x01(\x04H\x00R\x05bytes\x88\x01\x01B\b\n" +
+	"\x06_bytes\"\xad\x01\n" +
 	"\x12ListModelsResponse\x122\n" +
 	"\x06groups\x18\x01 \x03(\v2\x1a.switchboard.v1.ModelGroupR\x06groups\x12/\n" +
-	"\aaliases\x18\x02 \x03(\v2\x15.switchboard.v1.AliasR\aaliases*_\n" +
+	"\aaliases\x18\x02 \x03(\v2\x15.switchboard.v1.AliasR\aaliases\x122\n" +
+	"\x06caches\x18\x03 \x03(\v2\x1a.switchboard.v1.CacheStatsR\x06caches\"J\n" +
+	"\x16InvalidateCacheRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04tags\x18\x02 \x03(\tR\x04tags\"3\n" +
+	"\x17InvalidateCacheResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\x04R\aremoved*_\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_SYSTEM\x10\x01\x12\r\n" +
@@ -1893,17 +2283,22 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x19ATTEMPT_OUTCOME_NOT_FOUND\x10\t\x12\x1d\n" +
 	"\x19ATTEMPT_OUTCOME_CANCELLED\x10\n" +
 	"\x12\x1c\n" +
-	"\x18ATTEMPT_OUTCOME_INTERNAL\x10\v*\x92\x01\n" +
+	"\x18ATTEMPT_OUTCOME_INTERNAL\x10\v*V\n" +
+	"\tCacheKind\x12\x1a\n" +
+	"\x16CACHE_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10CACHE_KIND_EXACT\x10\x01\x12\x17\n" +
+	"\x13CACHE_KIND_SEMANTIC\x10\x02*\x92\x01\n" +
 	"\x0fDeploymentState\x12 \n" +
 	"\x1cDEPLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18DEPLOYMENT_STATE_HEALTHY\x10\x01\x12!\n" +
 	"\x1dDEPLOYMENT_STATE_COOLING_DOWN\x10\x02\x12\x1c\n" +
-	"\x18DEPLOYMENT_STATE_RAMPING\x10\x032\x8a\x02\n" +
+	"\x18DEPLOYMENT_STATE_RAMPING\x10\x032\xee\x02\n" +
 	"\aGateway\x12M\n" +
 	"\bComplete\x12\x1f.switchboard.v1.CompleteRequest\x1a .switchboard.v1.CompleteResponse\x12[\n" +
 	"\x0eStreamComplete\x12\x1f.switchboard.v1.CompleteRequest\x1a&.switchboard.v1.StreamCompleteResponse0\x01\x12S\n" +
 	"\n" +
-	"ListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponseB8Z6switchboard.dev/clients/go/switchboardv1;switchboardv1b\x06proto3"
+	"ListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponse\x12b\n" +
+	"\x0fInvalidateCache\x12&.switchboard.v1.InvalidateCacheRequest\x1a'.switchboard.v1.InvalidateCacheResponseB8Z6switchboard.dev/clients/go/switchboardv1;switchboardv1b\x06proto3"
 
 var (
 	file_switchboard_v1_gateway_proto_rawDescOnce sync.Once
@@ -1917,76 +2312,88 @@ func file_switchboard_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_gateway_proto_rawDescData
 }
 
-var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_switchboard_v1_gateway_proto_goTypes = []any{
-	(Role)(0),                      // 0: switchboard.v1.Role
-	(FinishReason)(0),              // 1: switchboard.v1.FinishReason
-	(AttemptOutcome)(0),            // 2: switchboard.v1.AttemptOutcome
-	(DeploymentState)(0),           // 3: switchboard.v1.DeploymentState
-	(*ToolCall)(nil),               // 4: switchboard.v1.ToolCall
-	(*Message)(nil),                // 5: switchboard.v1.Message
-	(*Tool)(nil),                   // 6: switchboard.v1.Tool
-	(*CacheControl)(nil),           // 7: switchboard.v1.CacheControl
-	(*CompleteRequest)(nil),        // 8: switchboard.v1.CompleteRequest
-	(*Usage)(nil),                  // 9: switchboard.v1.Usage
-	(*Attempt)(nil),                // 10: switchboard.v1.Attempt
-	(*CompleteResponse)(nil),       // 11: switchboard.v1.CompleteResponse
-	(*RoutingDecision)(nil),        // 12: switchboard.v1.RoutingDecision
-	(*ToolCallDelta)(nil),          // 13: switchboard.v1.ToolCallDelta
-	(*Delta)(nil),                  // 14: switchboard.v1.Delta
-	(*Final)(nil),                  // 15: switchboard.v1.Final
-	(*StreamCompleteResponse)(nil), // 16: switchboard.v1.StreamCompleteResponse
-	(*ListModelsRequest)(nil),      // 17: switchboard.v1.ListModelsRequest
-	(*Deployment)(nil),             // 18: switchboard.v1.Deployment
-	(*ModelGroup)(nil),             // 19: switchboard.v1.ModelGroup
-	(*Alias)(nil),                  // 20: switchboard.v1.Alias
-	(*ListModelsResponse)(nil),     // 21: switchboard.v1.ListModelsResponse
-	nil,                            // 22: switchboard.v1.CompleteRequest.MetadataEntry
-	(*structpb.Struct)(nil),        // 23: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
+	(Role)(0),                       // 0: switchboard.v1.Role
+	(FinishReason)(0),               // 1: switchboard.v1.FinishReason
+	(AttemptOutcome)(0),             // 2: switchboard.v1.AttemptOutcome
+	(CacheKind)(0),                  // 3: switchboard.v1.CacheKind
+	(DeploymentState)(0),            // 4: switchboard.v1.DeploymentState
+	(*ToolCall)(nil),                // 5: switchboard.v1.ToolCall
+	(*Message)(nil),                 // 6: switchboard.v1.Message
+	(*Tool)(nil),                    // 7: switchboard.v1.Tool
+	(*CacheControl)(nil),            // 8: switchboard.v1.CacheControl
+	(*CacheHit)(nil),                // 9: switchboard.v1.CacheHit
+	(*CompleteRequest)(nil),         // 10: switchboard.v1.CompleteRequest
+	(*Usage)(nil),                   // 11: switchboard.v1.Usage
+	(*Attempt)(nil),                 // 12: switchboard.v1.Attempt
+	(*CompleteResponse)(nil),        // 13: switchboard.v1.CompleteResponse
+	(*RoutingDecision)(nil),         // 14: switchboard.v1.RoutingDecision
+	(*ToolCallDelta)(nil),           // 15: switchboard.v1.ToolCallDelta
+	(*Delta)(nil),                   // 16: switchboard.v1.Delta
+	(*Final)(nil),                   // 17: switchboard.v1.Final
+	(*StreamCompleteResponse)(nil),  // 18: switchboard.v1.StreamCompleteResponse
+	(*ListModelsRequest)(nil),       // 19: switchboard.v1.ListModelsRequest
+	(*Deployment)(nil),              // 20: switchboard.v1.Deployment
+	(*ModelGroup)(nil),              // 21: switchboard.v1.ModelGroup
+	(*Alias)(nil),                   // 22: switchboard.v1.Alias
+	(*CacheStats)(nil),              // 23: switchboard.v1.CacheStats
+	(*ListModelsResponse)(nil),      // 24: switchboard.v1.ListModelsResponse
+	(*InvalidateCacheRequest)(nil),  // 25: switchboard.v1.InvalidateCacheRequest
+	(*InvalidateCacheResponse)(nil), // 26: switchboard.v1.InvalidateCacheResponse
+	nil,                             // 27: switchboard.v1.CompleteRequest.MetadataEntry
+	(*structpb.Struct)(nil),         // 28: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
 }
 var file_switchboard_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: switchboard.v1.Message.role:type_name -> switchboard.v1.Role
-	4,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
-	23, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	5,  // 3: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
-	6,  // 4: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
-	7,  // 5: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
-	22, // 6: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
-	2,  // 7: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
-	24, // 8: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	5,  // 9: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
-	1,  // 10: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
-	9,  // 11: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
-	10, // 12: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
-	12, // 13: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
-	24, // 14: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
-	13, // 15: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
-	1,  // 16: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
-	9,  // 17: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
-	10, // 18: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
-	24, // 19: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
-	12, // 20: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
-	14, // 21: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
-	15, // 22: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
-	3,  // 23: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
-	25, // 24: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
-	18, // 25: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
-	19, // 26: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
-	20, // 27: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
-	8,  // 28: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
-	8,  // 29: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
-	17, // 30: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	11, // 31: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
-	16, // 32: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
-	21, // 33: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	31, // [31:34] is the sub-list for method output_type
-	28, // [28:31] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	5,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
+	28, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	3,  // 3: switchboard.v1.CacheHit.kind:type_name -> switchboard.v1.CacheKind
+	29, // 4: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
+	6,  // 5: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
+	7,  // 6: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
+	8,  // 7: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
+	27, // 8: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
+	2,  // 9: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
+	30, // 10: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	6,  // 11: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
+	1,  // 12: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
+	11, // 13: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
+	12, // 14: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
+	14, // 15: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
+	9,  // 16: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
+	30, // 17: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
+	15, // 18: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
+	1,  // 19: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
+	11, // 20: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
+	12, // 21: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
+	30, // 22: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
+	14, // 23: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
+	9,  // 24: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
+	16, // 25: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
+	17, // 26: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
+	4,  // 27: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
+	29, // 28: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
+	20, // 29: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
+	21, // 30: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
+	22, // 31: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
+	23, // 32: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
+	10, // 33: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
+	10, // 34: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
+	19, // 35: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	25, // 36: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
+	13, // 37: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
+	18, // 38: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
+	24, // 39: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	26, // 40: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
+	37, // [37:41] is the sub-list for method output_type
+	33, // [33:37] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_gateway_proto_init() }
@@ -1995,19 +2402,20 @@ func file_switchboard_v1_gateway_proto_init() {
 		return
 	}
 	file_switchboard_v1_gateway_proto_msgTypes[3].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[4].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[12].OneofWrappers = []any{
+	file_switchboard_v1_gateway_proto_msgTypes[5].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[13].OneofWrappers = []any{
 		(*StreamCompleteResponse_Delta)(nil),
 		(*StreamCompleteResponse_Final)(nil),
 	}
-	file_switchboard_v1_gateway_proto_msgTypes[14].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[15].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_gateway_proto_rawDesc), len(file_switchboard_v1_gateway_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   19,
+			NumEnums:      5,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Gateway_Complete_FullMethodName       = "/switchboard.v1.Gateway/Complete"
-	Gateway_StreamComplete_FullMethodName = "/switchboard.v1.Gateway/StreamComplete"
-	Gateway_ListModels_FullMethodName     = "/switchboard.v1.Gateway/ListModels"
+	Gateway_Complete_FullMethodName        = "/switchboard.v1.Gateway/Complete"
+	Gateway_StreamComplete_FullMethodName  = "/switchboard.v1.Gateway/StreamComplete"
+	Gateway_ListModels_FullMethodName      = "/switchboard.v1.Gateway/ListModels"
+	Gateway_InvalidateCache_FullMethodName = "/switchboard.v1.Gateway/InvalidateCache"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -40,6 +41,10 @@ type GatewayClient interface {
 	StreamComplete(ctx context.Context, in *CompleteRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamCompleteResponse], error)
 	// ListModels lists the model groups, their deployments and the aliases.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
+	// InvalidateCache removes cached answers built on any of the given tags
+	// (document ids or content hashes), or every answer of a namespace. When
+	// caller keys are configured it needs a key with `admin: true`.
+	InvalidateCache(ctx context.Context, in *InvalidateCacheRequest, opts ...grpc.CallOption) (*InvalidateCacheResponse, error)
 }
 
 type gatewayClient struct {
@@ -89,6 +94,16 @@ func (c *gatewayClient) ListModels(ctx context.Context, in *ListModelsRequest, o
 	return out, nil
 }
 
+func (c *gatewayClient) InvalidateCache(ctx context.Context, in *InvalidateCacheRequest, opts ...grpc.CallOption) (*InvalidateCacheResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InvalidateCacheResponse)
+	err := c.cc.Invoke(ctx, Gateway_InvalidateCache_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServer is the server API for Gateway service.
 // All implementations must embed UnimplementedGatewayServer
 // for forward compatibility.
@@ -105,6 +120,10 @@ type GatewayServer interface {
 	StreamComplete(*CompleteRequest, grpc.ServerStreamingServer[StreamCompleteResponse]) error
 	// ListModels lists the model groups, their deployments and the aliases.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
+	// InvalidateCache removes cached answers built on any of the given tags
+	// (document ids or content hashes), or every answer of a namespace. When
+	// caller keys are configured it needs a key with `admin: true`.
+	InvalidateCache(context.Context, *InvalidateCacheRequest) (*InvalidateCacheResponse, error)
 	mustEmbedUnimplementedGatewayServer()
 }
 
@@ -123,6 +142,9 @@ func (UnimplementedGatewayServer) StreamComplete(*CompleteRequest, grpc.ServerSt
 }
 func (UnimplementedGatewayServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
+}
+func (UnimplementedGatewayServer) InvalidateCache(context.Context, *InvalidateCacheRequest) (*InvalidateCacheResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InvalidateCache not implemented")
 }
 func (UnimplementedGatewayServer) mustEmbedUnimplementedGatewayServer() {}
 func (UnimplementedGatewayServer) testEmbeddedByValue()                 {}
@@ -192,6 +214,24 @@ func _Gateway_ListModels_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_InvalidateCache_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InvalidateCacheRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).InvalidateCache(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_InvalidateCache_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).InvalidateCache(ctx, req.(*InvalidateCacheRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gateway_ServiceDesc is the grpc.ServiceDesc for Gateway service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +246,10 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListModels",
 			Handler:    _Gateway_ListModels_Handler,
+		},
+		{
+			MethodName: "InvalidateCache",
+			Handler:    _Gateway_InvalidateCache_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

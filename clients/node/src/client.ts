@@ -21,6 +21,8 @@ import {
   type Delta,
   type Final,
   GatewayClient,
+  InvalidateCacheRequest,
+  type InvalidateCacheResponse,
   ListModelsRequest,
   type ListModelsResponse,
   type Message,
@@ -64,7 +66,16 @@ export type CompleteInput = Omit<DeepPartial<CompleteRequest>, "model" | "messag
   messages: MessageInput[];
 };
 
-/** Complete's answer, with the assistant's text at hand. */
+/**
+ * What InvalidateCache drops: the answers built on any of `tags` (only those
+ * of `namespace`, when both are given), or every answer of `namespace`.
+ */
+export type InvalidateCacheInput = DeepPartial<InvalidateCacheRequest>;
+
+/**
+ * Complete's answer, with the assistant's text at hand. `cache` is set when the
+ * answer came from the gateway's cache (`cacheHit`); such an answer costs 0.
+ */
 export interface Completion extends CompleteResponse {
   /** The assistant message's content. */
   text: string;
@@ -183,7 +194,7 @@ export class SwitchboardClient {
     });
   }
 
-  /** The model groups, their deployments and the aliases. */
+  /** The model groups, their deployments, the aliases, and the caches' sizes (none without a cache). */
   listModels(options: CallOptions = {}): Promise<ListModelsResponse> {
     return new Promise((resolve, reject) => {
       const call = this.#stub.listModels(
@@ -195,6 +206,34 @@ export class SwitchboardClient {
             reject(err);
           } else {
             resolve(response);
+          }
+        },
+      );
+      cancelOnAbort(call, options.signal);
+    });
+  }
+
+  /**
+   * Drops cached answers and resolves to how many it removed: for when a
+   * document prompts were built from (their `cache.tags`) changed, whose
+   * answers would otherwise be served until they expire.
+   *
+   * Rejects with PERMISSION_DENIED (reason `ADMIN_REQUIRED`) unless the key is
+   * an admin one, when the gateway has keys; FAILED_PRECONDITION (reason
+   * `CACHE_DISABLED`) from a gateway without a cache; INVALID_ARGUMENT when
+   * neither `namespace` nor `tags` is given.
+   */
+  invalidateCache(request: InvalidateCacheInput, options: CallOptions = {}): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const call = this.#stub.invalidateCache(
+        InvalidateCacheRequest.fromPartial(request),
+        this.#metadata(options),
+        this.#callOptions(options),
+        (err: ServiceError | null, response: InvalidateCacheResponse) => {
+          if (err !== null) {
+            reject(err);
+          } else {
+            resolve(response.removed);
           }
         },
       );

@@ -15,6 +15,7 @@ export {
   type Completion,
   CompletionStream,
   createClient,
+  type InvalidateCacheInput,
   type MessageInput,
   type RoleName,
   SwitchboardClient,

@@ -4,11 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 
 import {
+  CacheKind,
+  type CompleteInput,
   createClient,
   credentials,
   DOMAIN,
@@ -29,8 +32,8 @@ const NO_CACHE = { noCache: true, noStore: true };
 let server: LiveServer;
 let client: SwitchboardClient;
 
-function connect(apiKey: string, timeoutMs?: number): SwitchboardClient {
-  return createClient(server.target, {
+function connect(apiKey: string, timeoutMs?: number, target = server.target): SwitchboardClient {
+  return createClient(target, {
     apiKey,
     credentials: credentials.createInsecure(),
     timeoutMs,
@@ -252,4 +255,158 @@ test("the README example prints the completion's text", async () => {
   const lines = stdout.trimEnd().split("\n");
   assert.equal(lines.length, 1);
   assert.match(lines[0] ?? "", /^\S+( \S+)+$/, "a sentence of the simulator's words");
+});
+
+// The cache gateway lives for the whole run, so each of these tests asks
+// questions and names documents no other call asks or names: what another
+// test stored can never make one of them hit or miss.
+
+/** A question no other call of the run asks; `cache` as given. */
+function question(model: string, cache?: CompleteInput["cache"]): CompleteInput {
+  return { model, messages: [{ role: "user", content: `Say something about ${randomUUID()}.` }], cache };
+}
+
+const documentId = (): string => `doc-${randomUUID()}`;
+
+// The gateway stamps an answer with its own reading of this machine's clock.
+const CLOCK_SLACK_MS = 1_000;
+
+/** A client of the cache gateway, closed after `body`. */
+async function withCached<T>(apiKey: string, body: (c: SwitchboardClient) => Promise<T>): Promise<T> {
+  const cached = connect(apiKey, 20_000, server.cacheTarget);
+  try {
+    return await body(cached);
+  } finally {
+    cached.close();
+  }
+}
+
+test("a repeated call is answered from the cache, and says so", async () => {
+  await withCached(server.apiKey, async (cached) => {
+    const request = question(server.models.chat);
+    const before = Date.now();
+    const first = await cached.complete(request);
+    const second = await cached.complete(request);
+    const after = Date.now();
+
+    assert.equal(first.cacheHit, false);
+    assert.equal(first.cache, undefined);
+    assert.ok(first.costUsd > 0);
+    assert.equal(second.cacheHit, true);
+    assert.equal(second.text, first.text);
+    assert.equal(second.costUsd, 0);
+    assert.deepEqual(second.attempts, []);
+    const hit = second.cache;
+    assert.ok(hit !== undefined);
+    assert.equal(hit.kind, CacheKind.CACHE_KIND_EXACT);
+    assert.equal(hit.similarity, 1);
+    assert.equal(hit.costSavedUsd, first.costUsd);
+    assert.ok(hit.created instanceof Date);
+    const created = hit.created.getTime();
+    assert.ok(
+      created >= before - CLOCK_SLACK_MS && created <= after + CLOCK_SLACK_MS,
+      `created ${hit.created.toISOString()}`,
+    );
+
+    const fresh = await cached.complete({ ...request, cache: { noCache: true } });
+    assert.equal(fresh.cacheHit, false);
+  });
+});
+
+test("a repeated stream replays the stored deltas", async () => {
+  await withCached(server.apiKey, async (cached) => {
+    const request = question(server.models.stream);
+    const stream = cached.stream(request);
+    const pieces = (await drain(stream)).map((d) => d.content);
+    const again = cached.stream(request);
+    const replayed = (await drain(again)).map((d) => d.content);
+
+    assert.ok(pieces.length >= 2, `${pieces.length} deltas`);
+    assert.deepEqual(replayed, pieces);
+    assert.equal(stream.final?.cacheHit, false);
+    assert.equal(stream.final?.cache, undefined);
+    const final = again.final;
+    assert.ok(final !== undefined);
+    assert.equal(final.cacheHit, true);
+    assert.equal(final.costUsd, 0);
+    assert.equal(final.cache?.kind, CacheKind.CACHE_KIND_EXACT);
+    assert.equal(final.cache?.costSavedUsd, stream.final?.costUsd);
+  });
+});
+
+test("invalidateCache drops the answers built on a tag, and says how many", async () => {
+  await withCached(server.apiKey, async (cached) => {
+    const doc = documentId();
+    const requests = [
+      question(server.models.chat, { tags: [doc, documentId()] }),
+      question(server.models.chat, { tags: [doc] }),
+      question(server.models.chat, { tags: [documentId()] }),
+    ];
+    const hits = async (): Promise<boolean[]> => {
+      const out: boolean[] = [];
+      for (const request of requests) {
+        out.push((await cached.complete(request)).cacheHit);
+      }
+      return out;
+    };
+    assert.deepEqual(await hits(), [false, false, false]);
+
+    const removed = await withCached(server.adminKey, (admin) => admin.invalidateCache({ tags: [doc] }));
+
+    assert.equal(removed, 2);
+    assert.deepEqual(await hits(), [false, false, true]);
+  });
+});
+
+test("invalidateCache drops a namespace and nothing else", async () => {
+  await withCached(server.apiKey, async (cached) => {
+    const namespace = documentId();
+    const inside = question(server.models.chat, { namespace });
+    const outside = question(server.models.chat);
+    await cached.complete(inside);
+    await cached.complete(outside);
+
+    const removed = await withCached(server.adminKey, (admin) => admin.invalidateCache({ namespace }));
+
+    assert.equal(removed, 1);
+    assert.equal((await cached.complete(inside)).cacheHit, false);
+    assert.equal((await cached.complete(outside)).cacheHit, true);
+  });
+});
+
+test("listModels shows the caches, and none without one", async () => {
+  await withCached(server.apiKey, async (cached) => {
+    await cached.complete(question(server.models.chat));
+    const { caches } = await cached.listModels();
+
+    const exact = caches.find((c) => c.name === "exact");
+    assert.ok(exact !== undefined, JSON.stringify(caches));
+    assert.equal(exact.backend, "memory");
+    assert.ok(exact.entries >= 1);
+    assert.ok(exact.bytes !== undefined && exact.bytes > 0);
+  });
+  assert.deepEqual((await client.listModels()).caches, []);
+});
+
+test("invalidateCache is refused to a non-admin key, without a cache, or with nothing named", async () => {
+  const { cacheTarget, target, apiKey, adminKey } = server;
+  const cases = [
+    { target: cacheTarget, key: apiKey, tags: ["doc"], code: status.PERMISSION_DENIED, reason: "ADMIN_REQUIRED" },
+    { target, key: adminKey, tags: ["doc"], code: status.FAILED_PRECONDITION, reason: "CACHE_DISABLED" },
+    { target: cacheTarget, key: adminKey, tags: [], code: status.INVALID_ARGUMENT, reason: "INVALID_REQUEST" },
+  ];
+  for (const { target, key, tags, code, reason } of cases) {
+    const caller = connect(key, 20_000, target);
+    try {
+      const details = errorDetails(await rejection(caller.invalidateCache({ tags })));
+
+      assert.equal(details.code, code);
+      assert.equal(details.reason, reason);
+      if (code === status.INVALID_ARGUMENT) {
+        assert.deepEqual(details.fieldViolations.map((v) => v.field), ["tags"]);
+      }
+    } finally {
+      caller.close();
+    }
+  }
 });

@@ -1,8 +1,8 @@
 /**
- * The shared live gateway (clients/testdata/live_server.py): one per test
- * run, because it starts two processes and the suite's calls are cheap.
+ * The shared live gateways (clients/testdata/live_server.py): one per test
+ * run, because it starts three processes and the suite's calls are cheap.
  *
- * It is stopped with SIGTERM, on which it stops its own two children. Closing
+ * It is stopped with SIGTERM, on which it stops its own children. Closing
  * its stdin is not enough from Node: the script watches stdin only when it is
  * a FIFO, and Node hands a child a socket, not a FIFO.
  */
@@ -14,15 +14,19 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-// The script allows 60 s for each of its two processes to come up.
-const START_TIMEOUT_MS = 150_000;
-const STOP_TIMEOUT_MS = 70_000;
+// The script allows 60 s for each of its three processes to come up, then 30 s each to stop.
+const START_TIMEOUT_MS = 210_000;
+const STOP_TIMEOUT_MS = 100_000;
 const STDERR_KEPT = 64 * 1024;
 
 export interface LiveServer {
   target: string;
+  /** The same gateway with a response cache; `target` has none. */
+  cacheTarget: string;
   apiKey: string;
   limitedKey: string;
+  /** May call InvalidateCache, on either gateway. */
+  adminKey: string;
   limitedRpm: number;
   slowMs: number;
   models: { chat: string; slow: string; stream: string; alias: string };
@@ -31,8 +35,10 @@ export interface LiveServer {
 
 interface Facts {
   target: string;
+  cache_target: string;
   api_key: string;
   limited_key: string;
+  admin_key: string;
   limited_rpm: number;
   slow_ms: number;
   models: { chat: string; slow: string; stream: string; alias: string };
@@ -69,8 +75,10 @@ export async function startLiveServer(): Promise<LiveServer> {
   }
   return {
     target: facts.target,
+    cacheTarget: facts.cache_target,
     apiKey: facts.api_key,
     limitedKey: facts.limited_key,
+    adminKey: facts.admin_key,
     limitedRpm: facts.limited_rpm,
     slowMs: facts.slow_ms,
     models: facts.models,

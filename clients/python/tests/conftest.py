@@ -22,9 +22,9 @@ from switchboard_client import Client
 
 REPO = Path(__file__).resolve().parents[3]
 LIVE_SERVER = REPO / "clients" / "testdata" / "live_server.py"
-# Starting the simulator and the gateway takes a few seconds; live_server.py
-# gives each of the two up to 60 s.
-START_TIMEOUT_S = 150.0
+# Starting the simulator and the two gateways takes a few seconds;
+# live_server.py gives each of the three up to 60 s.
+START_TIMEOUT_S = 210.0
 STOP_TIMEOUT_S = 30.0
 USER = [{"role": "user", "content": "Say something."}]
 
@@ -36,6 +36,10 @@ class Live:
     limited_key: str
     slow_ms: int
     models: dict[str, str]
+    # The same gateway with a response cache; target has none.
+    cache_target: str
+    # May call InvalidateCache, on either gateway.
+    admin_key: str
 
     @property
     def chat(self) -> str:
@@ -85,6 +89,8 @@ def live() -> Iterator[Live]:
             limited_key=facts["limited_key"],
             slow_ms=int(facts["slow_ms"]),
             models=dict(facts["models"]),
+            cache_target=facts["cache_target"],
+            admin_key=facts["admin_key"],
         )
     finally:
         proc.stdin.close()  # its end of the pipe closed: it stops both servers

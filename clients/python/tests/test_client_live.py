@@ -66,7 +66,9 @@ def test_complete_calls_a_forced_tool(live: Live, client: Client) -> None:
 
 def test_stream_yields_every_delta_then_the_final_usage(live: Live, client: Client) -> None:
     # With a seed the simulator answers the same text every time, so the
-    # client's deltas can be checked against the raw stub's, one by one.
+    # client's deltas can be checked against the raw stub's. Not one by one:
+    # the gateway merges upstream events that arrive together, which depends
+    # on timing.
     model = live.stream
     request = pb.CompleteRequest(
         model=model, seed=11, messages=[pb.Message(role=pb.ROLE_USER, content="Say something.")]
@@ -82,8 +84,8 @@ def test_stream_yields_every_delta_then_the_final_usage(live: Live, client: Clie
     with client.stream(model, USER, seed=11) as stream:
         deltas = list(stream)
 
-    assert len(raw) > 1
-    assert deltas == raw
+    assert len(raw) > 1 and len(deltas) > 1
+    assert all(deltas)
     assert stream.text == "".join(raw) == client.complete(model, USER, seed=11).text
     final = stream.final
     assert final is not None

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
 import pytest
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from switchboard_client import (
+    AsyncClient,
     Cache,
+    CacheHit,
+    CacheStats,
     Client,
     Internal,
     InvalidArgument,
@@ -23,7 +28,13 @@ from switchboard_client import (
 from switchboard_client._errors import DETAILS_KEY, FieldViolation, QuotaViolation, from_status
 from switchboard_client._pb import gateway_pb2 as pb
 from switchboard_client._policy import CallPolicy, call_metadata, retry_delay
-from switchboard_client._request import build_request, check_params
+from switchboard_client._request import (
+    build_request,
+    check_params,
+    completion,
+    model_list,
+    stream_final,
+)
 
 TEXT_PART = {"type": "text", "text": "there"}
 SCHEMA = {"type": "object"}
@@ -97,6 +108,91 @@ def test_typed_values_become_the_request() -> None:
     assert list(request.stop) == ["a", "b"]
 
 
+def test_every_cache_field_reaches_the_request() -> None:
+    whole = {
+        "no_store": True,
+        "ttl_seconds": 60,
+        "namespace": "support",
+        "tags": ("doc-1", "doc-2"),
+        "semantic": False,
+        "min_similarity": 0.8,
+    }
+    want = pb.CacheControl(
+        no_store=True,
+        ttl_seconds=60,
+        namespace="support",
+        tags=["doc-1", "doc-2"],
+        semantic=False,
+        min_similarity=0.8,
+    )
+
+    assert build_request("chat", [], {"cache": whole}).cache == want
+    assert build_request("chat", [], {"cache": Cache(**whole)}).cache == want  # type: ignore[arg-type]
+    # None in the dict form means "not set", as for every other parameter.
+    unset = build_request("chat", [], {"cache": {"semantic": None, "tags": None}}).cache
+    assert not unset.HasField("semantic")
+    assert not unset.HasField("min_similarity")
+    assert list(unset.tags) == []
+
+
+def test_invalidation_without_tags_or_namespace_is_refused_before_any_call() -> None:
+    with Client(NOWHERE) as client:
+        with pytest.raises(ValueError, match="tags"):
+            client.invalidate_cache()
+        with pytest.raises(TypeError, match="not one string"):
+            client.invalidate_cache(tags="doc-1")
+        with pytest.raises(TypeError, match="namespace"):
+            client.invalidate_cache(namespace=None)  # type: ignore[arg-type]
+
+
+async def test_async_invalidation_without_tags_or_namespace_is_refused() -> None:
+    async with AsyncClient(NOWHERE) as client:
+        with pytest.raises(ValueError, match="tags"):
+            await client.invalidate_cache(namespace="")
+
+
+CREATED = datetime(2026, 12, 1, 9, 30, 15, 250000, tzinfo=UTC)
+
+
+def _hit(kind: int) -> pb.CacheHit:
+    created = timestamp_pb2.Timestamp()
+    created.FromDatetime(CREATED)
+    return pb.CacheHit(kind=kind, similarity=0.93, cost_saved_usd=0.002, created=created)
+
+
+def test_a_cache_hit_becomes_plain_values() -> None:
+    semantic = CacheHit(kind="semantic", similarity=0.93, cost_saved_usd=0.002, created=CREATED)
+
+    done = completion(pb.CompleteResponse(cache_hit=True, cache=_hit(pb.CACHE_KIND_SEMANTIC)))
+    final = stream_final(pb.Final(cache_hit=True, cache=_hit(pb.CACHE_KIND_EXACT)))
+    # A kind from a newer gateway keeps its number rather than failing the call.
+    newer = completion(pb.CompleteResponse(cache_hit=True, cache=pb.CacheHit(kind=7)))
+
+    assert done.cache == semantic
+    assert final.cache is not None
+    assert final.cache.kind == "exact"
+    assert newer.cache == CacheHit(kind="7", similarity=0.0, cost_saved_usd=0.0, created=None)
+    assert completion(pb.CompleteResponse()).cache is None
+    assert stream_final(pb.Final()).cache is None
+
+
+def test_model_list_carries_the_caches() -> None:
+    listing = model_list(
+        pb.ListModelsResponse(
+            caches=[
+                pb.CacheStats(name="exact", backend="redis", entries=3, bytes=0),
+                pb.CacheStats(name="semantic", backend="memory", entries=2),
+            ]
+        )
+    )
+
+    assert listing.caches == (
+        CacheStats(name="exact", backend="redis", entries=3, bytes=0),
+        CacheStats(name="semantic", backend="memory", entries=2, bytes=None),
+    )
+    assert model_list(pb.ListModelsResponse()).caches == ()
+
+
 def test_unknown_parameter_is_a_type_error_before_any_call() -> None:
     with Client(NOWHERE) as client, pytest.raises(TypeError, match="max_token"):
         client.complete("chat", [{"role": "user", "content": "Hi"}], max_token=5)  # type: ignore[call-arg]
@@ -118,6 +214,11 @@ def test_unknown_parameter_is_a_type_error_before_any_call() -> None:
         ([{"role": "user", "content": "Hi"}], {"temperature": "hot"}, TypeError),
         ([{"role": "user", "content": "Hi"}], {"metadata": {"a": 1}}, TypeError),
         ([{"role": "user", "content": "Hi"}], {"cache": {"forever": True}}, ValueError),
+        ([{"role": "user", "content": "Hi"}], {"cache": {"tags": "doc-1"}}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"cache": {"tags": ["doc-1", 2]}}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"cache": {"namespace": 3}}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"cache": {"semantic": "yes"}}, TypeError),
+        ([{"role": "user", "content": "Hi"}], {"cache": Cache(min_similarity="high")}, TypeError),  # type: ignore[arg-type]
     ],
 )
 def test_malformed_input_is_refused_locally(

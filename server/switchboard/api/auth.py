@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from switchboard.config import CallerKey, Settings
 from switchboard.domain import Caller
-from switchboard.errors import PermissionDenied, Unauthenticated
+from switchboard.errors import NotAdmin, PermissionDenied, Unauthenticated
 from switchboard.limits.admission import caller_key
 
 HEADER = "authorization"
@@ -43,6 +43,7 @@ class Authenticator:
                 limit_key=caller_key(k.name) if k.rpm or k.tpm else None,
                 metadata=k.metadata,
                 groups=k.groups,
+                admin=k.admin,
             )
             for k in self._keys
         }
@@ -96,6 +97,11 @@ class Authenticator:
         group = self._resolve(model)
         if group is None or group not in key.groups:
             raise PermissionDenied(model, key_name=key.name, allowed=key.models)
+
+    def require_admin(self, caller: Caller | None, rpc: str) -> None:
+        """Operators' RPCs: open when no keys are configured, else for admin keys only."""
+        if caller is not None and not caller.admin:
+            raise NotAdmin(rpc, key_name=caller.name)
 
     def allows_group(self, caller: Caller | None, group: str) -> bool:
         """Whether ListModels shows `group` to this caller."""

@@ -33,9 +33,12 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
 from switchboard.api.pb import gateway_pb2 as pb
+from switchboard.cache.service import CacheStats
 from switchboard.domain import (
     Attempt,
     CacheControl,
+    CacheFacts,
+    CacheKind,
     Caller,
     Completion,
     CompletionRequest,
@@ -79,6 +82,9 @@ MAX_METADATA = 64
 MAX_METADATA_KEY_CHARS = 128
 MAX_METADATA_VALUE_CHARS = 1024
 MAX_CACHE_TTL_S = 30 * 24 * 3600
+MAX_CACHE_NAMESPACE_CHARS = 256
+MAX_CACHE_TAGS = 64
+MAX_CACHE_TAG_CHARS = 256
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOOL_CHOICES = ("auto", "none", "required")
 # How much caller text a violation may quote.
@@ -240,9 +246,7 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
     else:  # last, and only within the prompt limit: its cost grows with the text
         _arguments(messages, bad)
 
-    ttl = msg.cache.ttl_seconds if msg.cache.HasField("ttl_seconds") else None
-    if ttl is not None and ttl > MAX_CACHE_TTL_S:
-        bad("cache.ttl_seconds", f"at most {MAX_CACHE_TTL_S} (30 days)")
+    cache = _cache_control(msg.cache, bad)
     metadata = dict(msg.metadata)
     for key, value in metadata.items():
         if not key or len(key) > MAX_METADATA_KEY_CHARS:
@@ -261,17 +265,57 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         sampling=sampling,
         tools=tools,
         tool_choice=choice,
-        cache=CacheControl(
-            no_cache=msg.cache.no_cache,
-            no_store=msg.cache.no_store,
-            ttl_seconds=ttl,
-        ),
+        cache=cache,
         metadata=metadata,
         caller=caller,
     )
 
 
 _Bad = Callable[[str, str], None]
+
+
+def _cache_control(msg: pb.CacheControl, bad: _Bad) -> CacheControl:
+    ttl = msg.ttl_seconds if msg.HasField("ttl_seconds") else None
+    if ttl is not None and not 0 < ttl <= MAX_CACHE_TTL_S:
+        bad("cache.ttl_seconds", f"between 1 and {MAX_CACHE_TTL_S} (30 days)")
+    namespace, tags = cache_scope(msg.namespace, msg.tags, bad, "cache.")
+    similarity = msg.min_similarity if msg.HasField("min_similarity") else None
+    _in_range(similarity, "cache.min_similarity", 0.0, 1.0, bad)
+    return CacheControl(
+        no_cache=msg.no_cache,
+        no_store=msg.no_store,
+        ttl_seconds=ttl,
+        namespace=namespace,
+        tags=tags,
+        semantic=msg.semantic if msg.HasField("semantic") else None,
+        min_similarity=similarity,
+    )
+
+
+def cache_scope(
+    namespace: str, tags: Sequence[str], bad: _Bad, prefix: str = ""
+) -> tuple[str, tuple[str, ...]]:
+    """A namespace and tags within their bounds; shared by requests and InvalidateCache."""
+    if len(namespace) > MAX_CACHE_NAMESPACE_CHARS:
+        bad(f"{prefix}namespace", f"at most {MAX_CACHE_NAMESPACE_CHARS} characters")
+    if len(tags) > MAX_CACHE_TAGS:
+        bad(f"{prefix}tags", f"{len(tags)} tags; at most {MAX_CACHE_TAGS}")
+        return namespace, ()
+    for i, tag in enumerate(tags):
+        if not tag or len(tag) > MAX_CACHE_TAG_CHARS:
+            bad(f"{prefix}tags[{i}]", f"tags are 1-{MAX_CACHE_TAG_CHARS} characters")
+    return namespace, tuple(dict.fromkeys(tags))
+
+
+def invalidate_request(msg: pb.InvalidateCacheRequest) -> tuple[str | None, tuple[str, ...]]:
+    """The namespace (None: every namespace) and tags an invalidation names."""
+    bad = _Violations()
+    namespace, tags = cache_scope(msg.namespace, msg.tags, bad)
+    if not namespace and not tags:
+        bad("tags", "name the tags to invalidate, or a namespace to drop")
+    if bad:
+        raise bad.error()
+    return namespace or None, tags
 
 
 def _in_range(value: float | None, field: str, low: float, high: float, bad: _Bad) -> None:
@@ -560,7 +604,7 @@ def _attempts(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
 
 
 def _route_fields(route: RouteFacts) -> dict[str, object]:
-    return {
+    fields: dict[str, object] = {
         "deployment": route.deployment,
         "model_group": route.model_group,
         "cost_usd": route.cost_usd,
@@ -569,6 +613,36 @@ def _route_fields(route: RouteFacts) -> dict[str, object]:
         "fallback_depth": route.fallback_depth,
         "routing": _routing(route),
     }
+    if route.cache is not None:
+        fields["cache"] = _cache_hit(route.cache)
+    return fields
+
+
+_CACHE_KINDS = {CacheKind.EXACT: pb.CACHE_KIND_EXACT, CacheKind.SEMANTIC: pb.CACHE_KIND_SEMANTIC}
+
+
+def _cache_hit(facts: CacheFacts) -> pb.CacheHit:
+    hit = pb.CacheHit(
+        kind=_CACHE_KINDS[facts.kind],
+        similarity=facts.similarity,
+        cost_saved_usd=facts.cost_saved_usd,
+    )
+    if math.isfinite(facts.created):
+        created = min(max(facts.created, 0.0), float(_MAX_TIMESTAMP_S))
+        hit.created.FromNanoseconds(round(created * 1e9))
+    return hit
+
+
+def cache_stats(stats: Sequence[CacheStats]) -> list[pb.CacheStats]:
+    return [
+        pb.CacheStats(
+            name=s.name,
+            backend=s.backend,
+            entries=_clamp(s.entries, _UINT64) or 0,
+            bytes=_clamp(s.bytes, _UINT64),
+        )
+        for s in stats
+    ]
 
 
 def _routing(route: RouteFacts) -> pb.RoutingDecision:

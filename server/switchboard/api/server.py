@@ -341,6 +341,10 @@ def _gateway_handlers(
             _unary(pb.ListModelsRequest, servicer.list_models, auth, slots),
             response_serializer=pb.ListModelsResponse.SerializeToString,
         ),
+        "InvalidateCache": grpc.unary_unary_rpc_method_handler(
+            _unary(pb.InvalidateCacheRequest, servicer.invalidate_cache, auth, slots),
+            response_serializer=pb.InvalidateCacheResponse.SerializeToString,
+        ),
     }
 
 

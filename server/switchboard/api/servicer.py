@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+from redis.exceptions import RedisError
 
 from switchboard import faults
 from switchboard.api import convert
@@ -24,7 +25,13 @@ from switchboard.api.auth import Authenticator
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.status import abort, clip_utf8
 from switchboard.domain import Caller, CompletionRequest, StreamDelta
-from switchboard.errors import FieldViolation, InvalidRequest, SwitchboardError
+from switchboard.errors import (
+    CacheDisabled,
+    CacheUnavailable,
+    FieldViolation,
+    InvalidRequest,
+    SwitchboardError,
+)
 from switchboard.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -90,10 +97,44 @@ class GatewayServicer:
         self, request: pb.ListModelsRequest, context: Context, caller: Caller | None
     ) -> pb.ListModelsResponse:
         try:
-            return self._models(caller)
+            response = self._models(caller)
+            cache = self._gateway.cache
+            if cache is not None:
+                try:
+                    stats = await cache.stats()
+                except Exception as exc:  # a cache backend that is down must not hide the models
+                    log.warning("ListModels: cache size unavailable: %s", type(exc).__name__)
+                else:
+                    response.caches.extend(convert.cache_stats(stats))
+            return response
         except Exception:
             # Deployment state is fed by providers' headers: never let it break the listing.
             failure = _unexpected("ListModels")
+        await abort(context, failure)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    async def invalidate_cache(
+        self, request: pb.InvalidateCacheRequest, context: Context, caller: Caller | None
+    ) -> pb.InvalidateCacheResponse:
+        failure: SwitchboardError
+        try:
+            self._auth.require_admin(caller, "InvalidateCache")
+            namespace, tags = convert.invalidate_request(request)
+            cache = self._gateway.cache
+            if cache is None:
+                raise CacheDisabled("this gateway has no response cache (switchboard.cache)")
+            try:
+                removed = await cache.invalidate(namespace, tags)
+            except (OSError, RedisError) as exc:
+                raise CacheUnavailable(
+                    f"the cache backend failed: {type(exc).__name__}; nothing may have been removed"
+                ) from None
+            return pb.InvalidateCacheResponse(removed=removed)
+        except SwitchboardError as err:
+            _log(err, "InvalidateCache", caller)
+            failure = err
+        except Exception:
+            failure = _unexpected("InvalidateCache")
         await abort(context, failure)
         raise AssertionError("abort returned")  # pragma: no cover
 

@@ -206,6 +206,21 @@ class Recorder:
         meter.create_observable_counter(
             sc.M_COST, [self._observe_costs], unit="USD", description="Cost of answered calls"
         )
+        # Cache lookups by group, kind and result (hit, miss); the cost hits saved by group.
+        self._cache_counts: Counter[tuple[str, str, str]] = Counter()
+        self._cache_saved: defaultdict[str, float] = defaultdict(float)
+        meter.create_observable_counter(
+            sc.M_CACHE_LOOKUPS,
+            [self._observe_cache_lookups],
+            unit="{lookup}",
+            description="Response cache lookups, by kind and result",
+        )
+        meter.create_observable_counter(
+            sc.M_CACHE_COST_SAVED,
+            [self._observe_cache_saved],
+            unit="USD",
+            description="What the answers served from the cache cost when they were made",
+        )
         self._wait = meter.create_histogram(
             sc.M_RATELIMIT_WAIT,
             unit="s",
@@ -306,8 +321,18 @@ class Recorder:
                 )
             if caller is not None:
                 span.set_attribute(sc.CALLER, caller)
+            if route.cache is not None:
+                span.set_attributes(
+                    {
+                        sc.CACHE_KIND: route.cache.kind.value,
+                        sc.CACHE_SIMILARITY: route.cache.similarity,
+                        sc.CACHE_COST_SAVED: route.cache.cost_saved_usd,
+                    }
+                )
         if self._meter is None:
             return
+        if route.cache is not None:
+            self._cache_saved[group] += route.cache.cost_saved_usd
         self._request_counts[(group, "success", route.fallback_depth > 0, route.cache_hit)] += 1
         self._costs[(group, route.deployment)] += route.cost_usd
         self._wait.record(route.queued_s, {sc.MODEL_GROUP: group})
@@ -344,6 +369,21 @@ class Recorder:
                     sc.CACHE_HIT: cache_hit,
                 },
             )
+
+    def cache_lookup(self, group: str, kind: str, hit: bool) -> None:
+        """One lookup of the exact or the semantic cache."""
+        if self._meter is not None:
+            self._cache_counts[(self.group(group), kind, "hit" if hit else "miss")] += 1
+
+    def _observe_cache_lookups(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (group, kind, result), count in list(self._cache_counts.items()):
+            yield Observation(
+                count, {sc.MODEL_GROUP: group, sc.CACHE_KIND: kind, sc.CACHE_RESULT: result}
+            )
+
+    def _observe_cache_saved(self, options: CallbackOptions) -> Iterable[Observation]:
+        for group, saved in list(self._cache_saved.items()):
+            yield Observation(saved, {sc.MODEL_GROUP: group})
 
     def _observe_costs(self, options: CallbackOptions) -> Iterable[Observation]:
         for (group, deployment), cost in list(self._costs.items()):

@@ -32,6 +32,8 @@ from ._request import CompleteParams
 from ._types import (
     Attempt,
     Cache,
+    CacheHit,
+    CacheStats,
     Completion,
     Deployment,
     Message,
@@ -51,6 +53,8 @@ __all__ = [
     "AsyncStream",
     "Attempt",
     "Cache",
+    "CacheHit",
+    "CacheStats",
     "Cancelled",
     "Client",
     "CompleteParams",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, TypeVar, Unpack
 
@@ -21,6 +21,7 @@ from ._request import (
     build_request,
     check_params,
     completion,
+    invalidate_request,
     model_list,
 )
 from ._transport import channel_credentials
@@ -35,7 +36,7 @@ class _StreamingCall(Protocol):
 
 
 class AsyncClient:
-    """`Client` for asyncio: same arguments, and `complete`/`list_models` are awaitable.
+    """`Client` for asyncio: same arguments, and every method but `stream` is awaitable.
 
     Its channel belongs to the event loop it is first used in; close it with
     `await client.close()` or `async with`.
@@ -112,6 +113,24 @@ class AsyncClient:
             )
 
         return model_list(await _call(attempt, policy))
+
+    async def invalidate_cache(
+        self,
+        *,
+        namespace: str = "",
+        tags: Sequence[str] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC deadline, as in list_models)
+    ) -> int:
+        """As `Client.invalidate_cache`: drops the answers built on `tags` or of `namespace`."""
+        request = invalidate_request(namespace, tags)
+        policy = policy_for({"timeout": timeout}, self._timeout, self._retries)
+
+        async def attempt(t: float | None) -> pb.InvalidateCacheResponse:
+            return await self._stub.InvalidateCache(
+                request, timeout=t, metadata=call_metadata(self._api_key)
+            )
+
+        return (await _call(attempt, policy)).removed
 
     async def close(self) -> None:
         await self._channel.close()

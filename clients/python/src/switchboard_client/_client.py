@@ -20,6 +20,7 @@ from ._request import (
     build_request,
     check_params,
     completion,
+    invalidate_request,
     model_list,
     stream_final,
 )
@@ -115,6 +116,27 @@ class Client:
             policy,
         )
         return model_list(response)
+
+    def invalidate_cache(
+        self, *, namespace: str = "", tags: Sequence[str] = (), timeout: float | None = None
+    ) -> int:
+        """Drops the cached answers built on any of `tags` (only those of `namespace`,
+        when both are given), or every answer of `namespace`; returns how many.
+
+        For when a document the prompts were built from changed: its answers
+        would otherwise be served until they expire. Raises PermissionDenied
+        unless the key is an admin one (when the gateway has keys), and
+        FailedPrecondition (reason CACHE_DISABLED) from a gateway without a cache.
+        """
+        request = invalidate_request(namespace, tags)
+        policy = policy_for({"timeout": timeout}, self._timeout, self._retries)
+        response: pb.InvalidateCacheResponse = self._call(
+            lambda t: self._stub.InvalidateCache(
+                request, timeout=t, metadata=call_metadata(self._api_key)
+            ),
+            policy,
+        )
+        return response.removed
 
     @staticmethod
     def _call(attempt: Callable[[float | None], Any], policy: CallPolicy) -> Any:

@@ -11,10 +11,10 @@ dependency for a dozen lines) lets every exception carry typed facts.
     ├── NotFound             NOT_FOUND
     ├── RateLimited          RESOURCE_EXHAUSTED (.retry_after, .quota_violations)
     ├── Unauthenticated      UNAUTHENTICATED
-    ├── PermissionDenied     PERMISSION_DENIED
+    ├── PermissionDenied     PERMISSION_DENIED (a model not the key's, an admin's RPC)
     ├── Unavailable          UNAVAILABLE
     ├── DeadlineExceeded     DEADLINE_EXCEEDED
-    ├── FailedPrecondition   FAILED_PRECONDITION (e.g. content policy)
+    ├── FailedPrecondition   FAILED_PRECONDITION (e.g. content policy, no cache)
     ├── Cancelled            CANCELLED
     ├── Unimplemented        UNIMPLEMENTED
     └── Internal             INTERNAL, UNKNOWN, DATA_LOSS

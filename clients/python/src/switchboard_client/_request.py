@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from ._pb import gateway_pb2 as pb
 from ._types import (
     Attempt,
     Cache,
+    CacheHit,
+    CacheStats,
     Completion,
     Deployment,
     Message,
@@ -82,6 +85,7 @@ _ROLES = {
     "tool": pb.ROLE_TOOL,
 }
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
+_CACHE_KEYS = frozenset(f.name for f in fields(Cache))
 
 
 def check_params(method: str, params: Mapping[str, object]) -> None:
@@ -224,16 +228,36 @@ def _tool_choice(choice: object) -> str:
 
 def _cache(cache: object) -> pb.CacheControl:
     if isinstance(cache, Mapping):
-        unknown = set(cache) - {"no_cache", "no_store", "ttl_seconds"}
+        unknown = set(cache) - _CACHE_KEYS
         if unknown:
             raise ValueError(f"cache: unsupported field {sorted(unknown)[0]!r}")
-        cache = Cache(**cache)
+        cache = Cache(**{k: v for k, v in cache.items() if v is not None})
     if not isinstance(cache, Cache):
         raise TypeError("cache: expected a Cache or a dict")
-    out = pb.CacheControl(no_cache=bool(cache.no_cache), no_store=bool(cache.no_store))
+    out = pb.CacheControl(
+        no_cache=bool(cache.no_cache),
+        no_store=bool(cache.no_store),
+        namespace=_str("cache.namespace", cache.namespace),
+        tags=_tags("cache.tags", cache.tags),
+    )
     if cache.ttl_seconds is not None:
         out.ttl_seconds = _int("cache.ttl_seconds", cache.ttl_seconds)
+    if cache.semantic is not None:
+        out.semantic = _bool("cache.semantic", cache.semantic)
+    if cache.min_similarity is not None:
+        out.min_similarity = _float("cache.min_similarity", cache.min_similarity)
     return out
+
+
+def invalidate_request(namespace: object, tags: object) -> pb.InvalidateCacheRequest:
+    """The InvalidateCacheRequest for `namespace` and `tags`, at least one of them given."""
+    request = pb.InvalidateCacheRequest(
+        namespace=_str("namespace", namespace), tags=_tags("tags", tags)
+    )
+    if not request.namespace and not request.tags:
+        # The gateway has no "drop everything" and would refuse it: refused before any call.
+        raise ValueError("invalidate_cache: name the tags to invalidate, or a namespace to drop")
+    return request
 
 
 def _int(name: str, value: object) -> int:
@@ -248,6 +272,12 @@ def _float(name: str, value: object) -> float:
     return float(value)
 
 
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return value
+
+
 def _str(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name}: expected a string, got {type(value).__name__}")
@@ -258,6 +288,13 @@ def _strings(name: str, values: object) -> list[str]:
     if not isinstance(values, Iterable):
         raise TypeError(f"{name}: expected a string or a sequence of strings")
     return [_str(name, v) for v in values]
+
+
+def _tags(name: str, values: object) -> list[str]:
+    """Strings; a lone string is refused, since iterating it would make a tag per character."""
+    if isinstance(values, str | bytes):
+        raise TypeError(f"{name}: expected a sequence of strings, not one string")
+    return _strings(name, values)
 
 
 def _str_map(name: str, values: object) -> dict[str, str]:
@@ -279,10 +316,27 @@ _FINISH = {v.number: v.name for v in pb.FinishReason.DESCRIPTOR.values}
 _OUTCOME = {v.number: v.name for v in pb.AttemptOutcome.DESCRIPTOR.values}
 _STATE = {v.number: v.name for v in pb.DeploymentState.DESCRIPTOR.values}
 _ROLE_NAMES = {v.number: v.name for v in pb.Role.DESCRIPTOR.values}
+_CACHE_KIND = {v.number: v.name for v in pb.CacheKind.DESCRIPTOR.values}
 
 
 def _seconds(duration: duration_pb2.Duration) -> float:
     return duration.ToNanoseconds() / 1e9
+
+
+def _datetime(timestamp: timestamp_pb2.Timestamp) -> datetime:
+    return timestamp.ToDatetime(UTC)
+
+
+def _cache_hit(message: pb.CompleteResponse | pb.Final) -> CacheHit | None:
+    if not message.HasField("cache"):
+        return None
+    hit = message.cache
+    return CacheHit(
+        kind=_enum_name(hit.kind, _CACHE_KIND, "CACHE_KIND_"),
+        similarity=hit.similarity,
+        cost_saved_usd=hit.cost_saved_usd,
+        created=_datetime(hit.created) if hit.HasField("created") else None,
+    )
 
 
 def _usage(usage: pb.Usage) -> Usage:
@@ -337,6 +391,7 @@ def completion(response: pb.CompleteResponse) -> Completion:
         attempts=_attempts(response.attempts),
         fallback_depth=response.fallback_depth,
         routing=_routing(response.routing),
+        cache=_cache_hit(response),
     )
 
 
@@ -354,6 +409,7 @@ def stream_final(final: pb.Final) -> StreamFinal:
         fallback_depth=final.fallback_depth,
         time_to_first_chunk=_seconds(final.time_to_first_chunk),
         routing=_routing(final.routing),
+        cache=_cache_hit(final),
     )
 
 
@@ -371,7 +427,7 @@ def model_list(response: pb.ListModelsResponse) -> ModelList:
             tokens_remaining=d.tokens_remaining if d.HasField("tokens_remaining") else None,
             in_flight=d.in_flight,
             traffic_share=d.traffic_share,
-            cooldown_until=until.ToDatetime(UTC) if until is not None else None,
+            cooldown_until=_datetime(until) if until is not None else None,
         )
 
     return ModelList(
@@ -384,6 +440,15 @@ def model_list(response: pb.ListModelsResponse) -> ModelList:
             for g in response.groups
         ),
         aliases={a.name: a.target for a in response.aliases},
+        caches=tuple(
+            CacheStats(
+                name=c.name,
+                backend=c.backend,
+                entries=c.entries,
+                bytes=c.bytes if c.HasField("bytes") else None,
+            )
+            for c in response.caches
+        ),
     )
 
 

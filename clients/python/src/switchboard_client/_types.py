@@ -7,7 +7,7 @@ enums as short lowercase strings) and nothing that changes under them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,11 +48,37 @@ class Tool:
 
 @dataclass(frozen=True, slots=True)
 class Cache:
-    """Per-call cache control; `ttl_seconds=None` keeps the gateway's default."""
+    """Per-call cache control; each None keeps the gateway's configured choice.
+
+    A lookup finds only answers of its own `namespace`. `tags` name the
+    documents (ids or content hashes) the prompt was built from, so that
+    `invalidate_cache(tags=...)` can drop every answer built on one that
+    changed. `semantic` asks for (or declines) the semantic cache too, and
+    `min_similarity` (0 to 1) is the least cosine similarity its hit needs.
+    """
 
     no_cache: bool = False
     no_store: bool = False
     ttl_seconds: int | None = None
+    namespace: str = ""
+    tags: Sequence[str] = ()
+    semantic: bool | None = None
+    min_similarity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """How the cache answered a call.
+
+    `kind` is `exact` or `semantic`; `similarity` is the prompts' cosine
+    similarity (1.0 for an exact hit); `cost_saved_usd` is what the stored
+    answer cost when it was made, and `created` when that was.
+    """
+
+    kind: str
+    similarity: float
+    cost_saved_usd: float
+    created: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +115,8 @@ class Completion:
     """A whole answer and how the gateway obtained it.
 
     `finish_reason` is `stop`, `length`, `tool_calls` or `content_filter`;
-    `fallback_depth` is 0 when the requested group answered.
+    `fallback_depth` is 0 when the requested group answered. `cache` is set
+    when the answer came from the cache (`cache_hit`); such an answer costs 0.
     """
 
     id: str
@@ -104,6 +131,7 @@ class Completion:
     attempts: tuple[Attempt, ...]
     fallback_depth: int
     routing: Routing = field(default_factory=Routing)
+    cache: CacheHit | None = None
 
     @property
     def text(self) -> str:
@@ -118,7 +146,8 @@ class Completion:
 class StreamFinal:
     """The facts a stream ends with: usage, cost and routing.
 
-    `time_to_first_chunk` is in seconds, from the start of the call.
+    `time_to_first_chunk` is in seconds, from the start of the call; `cache`
+    is set when the stream replayed a cached answer.
     """
 
     id: str
@@ -133,6 +162,7 @@ class StreamFinal:
     fallback_depth: int
     time_to_first_chunk: float
     routing: Routing = field(default_factory=Routing)
+    cache: CacheHit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +194,24 @@ class ModelGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheStats:
+    """One of the gateway's caches: `name` is `exact` or `semantic`, `backend`
+    `memory` or `redis`; `bytes` is None where the backend cannot say cheaply."""
+
+    name: str
+    backend: str
+    entries: int
+    bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelList:
-    """The gateway's model groups and its aliases (alias name -> group name)."""
+    """The gateway's model groups, its aliases (alias name -> group name) and
+    its caches (none when caching is off)."""
 
     groups: tuple[ModelGroup, ...]
     aliases: Mapping[str, str]
+    caches: tuple[CacheStats, ...] = ()
 
     def names(self) -> tuple[str, ...]:
         """Every name `complete` accepts: the groups, then the aliases."""

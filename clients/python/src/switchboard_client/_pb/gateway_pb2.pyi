@@ -110,6 +110,28 @@ ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome.ValueType  # 10
 ATTEMPT_OUTCOME_INTERNAL: AttemptOutcome.ValueType  # 11
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
+class _CacheKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CacheKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CacheKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CACHE_KIND_UNSPECIFIED: _CacheKind.ValueType  # 0
+    CACHE_KIND_EXACT: _CacheKind.ValueType  # 1
+    """The same request was answered before."""
+    CACHE_KIND_SEMANTIC: _CacheKind.ValueType  # 2
+    """A similar enough prompt was answered before."""
+
+class CacheKind(_CacheKind, metaclass=_CacheKindEnumTypeWrapper):
+    """How a cache answered a call."""
+
+CACHE_KIND_UNSPECIFIED: CacheKind.ValueType  # 0
+CACHE_KIND_EXACT: CacheKind.ValueType  # 1
+"""The same request was answered before."""
+CACHE_KIND_SEMANTIC: CacheKind.ValueType  # 2
+"""A similar enough prompt was answered before."""
+Global___CacheKind: _TypeAlias = CacheKind  # noqa: Y015
+
 class _DeploymentState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -236,28 +258,98 @@ class CacheControl(_message.Message):
     NO_CACHE_FIELD_NUMBER: _builtins.int
     NO_STORE_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    SEMANTIC_FIELD_NUMBER: _builtins.int
+    MIN_SIMILARITY_FIELD_NUMBER: _builtins.int
     no_cache: _builtins.bool
     """Do not answer from the cache."""
     no_store: _builtins.bool
     """Do not store the answer in the cache."""
     ttl_seconds: _builtins.int
     """Time to live of the stored answer; the configured default when absent."""
+    namespace: _builtins.str
+    """Entries live in namespaces: a lookup only finds answers of its own
+    namespace, and InvalidateCache can drop a whole one. Empty: the default.
+    """
+    semantic: _builtins.bool
+    """Look up (and store into) the semantic cache too, or not; absent: the
+    model group's configured choice.
+    """
+    min_similarity: _builtins.float
+    """The least cosine similarity a semantic hit needs, in [0, 1]; absent: the
+    configured threshold.
+    """
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The documents (ids or content hashes) the prompt was built from, so that
+        InvalidateCache can drop every answer built on a document that changed.
+        """
+
     def __init__(
         self,
         *,
         no_cache: _builtins.bool = ...,
         no_store: _builtins.bool = ...,
         ttl_seconds: _builtins.int | None = ...,
+        namespace: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        semantic: _builtins.bool | None = ...,
+        min_similarity: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_similarity", b"_min_similarity", "_semantic", b"_semantic", "_ttl_seconds", b"_ttl_seconds", "min_similarity", b"min_similarity", "semantic", b"semantic", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds", "no_cache", b"no_cache", "no_store", b"no_store", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_similarity", b"_min_similarity", "_semantic", b"_semantic", "_ttl_seconds", b"_ttl_seconds", "min_similarity", b"min_similarity", "namespace", b"namespace", "no_cache", b"no_cache", "no_store", b"no_store", "semantic", b"semantic", "tags", b"tags", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__min_similarity: _TypeAlias = _typing.Literal["min_similarity"]  # noqa: Y015
+    _WhichOneofArgType__min_similarity: _TypeAlias = _typing.Literal["_min_similarity", b"_min_similarity"]  # noqa: Y015
+    _WhichOneofReturnType__semantic: _TypeAlias = _typing.Literal["semantic"]  # noqa: Y015
+    _WhichOneofArgType__semantic: _TypeAlias = _typing.Literal["_semantic", b"_semantic"]  # noqa: Y015
     _WhichOneofReturnType__ttl_seconds: _TypeAlias = _typing.Literal["ttl_seconds"]  # noqa: Y015
     _WhichOneofArgType__ttl_seconds: _TypeAlias = _typing.Literal["_ttl_seconds", b"_ttl_seconds"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_similarity) -> _WhichOneofReturnType__min_similarity | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__semantic) -> _WhichOneofReturnType__semantic | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl_seconds) -> _WhichOneofReturnType__ttl_seconds | None: ...
 
 Global___CacheControl: _TypeAlias = CacheControl  # noqa: Y015
+
+@_typing.final
+class CacheHit(_message.Message):
+    """Set when the answer came from the cache."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SIMILARITY_FIELD_NUMBER: _builtins.int
+    COST_SAVED_USD_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    kind: Global___CacheKind.ValueType
+    similarity: _builtins.float
+    """Cosine similarity of the prompts for a semantic hit; 1 for an exact hit."""
+    cost_saved_usd: _builtins.float
+    """What the stored answer cost when it was made: saved by this hit."""
+    @_builtins.property
+    def created(self) -> _timestamp_pb2.Timestamp:
+        """When the stored answer was made."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___CacheKind.ValueType = ...,
+        similarity: _builtins.float = ...,
+        cost_saved_usd: _builtins.float = ...,
+        created: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_saved_usd", b"cost_saved_usd", "created", b"created", "kind", b"kind", "similarity", b"similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheHit: _TypeAlias = CacheHit  # noqa: Y015
 
 @_typing.final
 class CompleteRequest(_message.Message):
@@ -451,6 +543,7 @@ class CompleteResponse(_message.Message):
     FALLBACK_DEPTH_FIELD_NUMBER: _builtins.int
     MODEL_GROUP_FIELD_NUMBER: _builtins.int
     ROUTING_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     """The provider's model that answered."""
@@ -471,6 +564,10 @@ class CompleteResponse(_message.Message):
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]: ...
     @_builtins.property
     def routing(self) -> Global___RoutingDecision: ...
+    @_builtins.property
+    def cache(self) -> Global___CacheHit:
+        """Set on a cache hit (`cache_hit` true)."""
+
     def __init__(
         self,
         *,
@@ -486,10 +583,11 @@ class CompleteResponse(_message.Message):
         fallback_depth: _builtins.int = ...,
         model_group: _builtins.str = ...,
         routing: Global___RoutingDecision | None = ...,
+        cache: Global___CacheHit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "routing", b"routing", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "message", b"message", "routing", b"routing", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cost_usd", b"cost_usd", "deployment", b"deployment", "fallback_depth", b"fallback_depth", "finish_reason", b"finish_reason", "id", b"id", "message", b"message", "model", b"model", "model_group", b"model_group", "routing", b"routing", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache", b"cache", "cache_hit", b"cache_hit", "cost_usd", b"cost_usd", "deployment", b"deployment", "fallback_depth", b"fallback_depth", "finish_reason", b"finish_reason", "id", b"id", "message", b"message", "model", b"model", "model_group", b"model_group", "routing", b"routing", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -606,6 +704,7 @@ class Final(_message.Message):
     MODEL_GROUP_FIELD_NUMBER: _builtins.int
     TIME_TO_FIRST_CHUNK_FIELD_NUMBER: _builtins.int
     ROUTING_FIELD_NUMBER: _builtins.int
+    CACHE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     deployment: _builtins.str
@@ -624,6 +723,10 @@ class Final(_message.Message):
 
     @_builtins.property
     def routing(self) -> Global___RoutingDecision: ...
+    @_builtins.property
+    def cache(self) -> Global___CacheHit:
+        """Set on a cache hit (`cache_hit` true)."""
+
     def __init__(
         self,
         *,
@@ -639,10 +742,11 @@ class Final(_message.Message):
         model_group: _builtins.str = ...,
         time_to_first_chunk: _duration_pb2.Duration | None = ...,
         routing: Global___RoutingDecision | None = ...,
+        cache: Global___CacheHit | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache_hit", b"cache_hit", "cost_usd", b"cost_usd", "deployment", b"deployment", "fallback_depth", b"fallback_depth", "finish_reason", b"finish_reason", "id", b"id", "model", b"model", "model_group", b"model_group", "routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache", b"cache", "cache_hit", b"cache_hit", "cost_usd", b"cost_usd", "deployment", b"deployment", "fallback_depth", b"fallback_depth", "finish_reason", b"finish_reason", "id", b"id", "model", b"model", "model_group", b"model_group", "routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -820,25 +924,112 @@ class Alias(_message.Message):
 Global___Alias: _TypeAlias = Alias  # noqa: Y015
 
 @_typing.final
+class CacheStats(_message.Message):
+    """One of the gateway's caches, as ListModels shows it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    BYTES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`exact` or `semantic`."""
+    backend: _builtins.str
+    """`memory` or `redis` for the exact cache, `memory` for the semantic index."""
+    entries: _builtins.int
+    bytes: _builtins.int
+    """Bytes of stored answers; absent where the backend cannot say cheaply."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        backend: _builtins.str = ...,
+        entries: _builtins.int = ...,
+        bytes: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bytes", b"_bytes", "bytes", b"bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bytes", b"_bytes", "backend", b"backend", "bytes", b"bytes", "entries", b"entries", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bytes: _TypeAlias = _typing.Literal["bytes"]  # noqa: Y015
+    _WhichOneofArgType__bytes: _TypeAlias = _typing.Literal["_bytes", b"_bytes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bytes) -> _WhichOneofReturnType__bytes | None: ...
+
+Global___CacheStats: _TypeAlias = CacheStats  # noqa: Y015
+
+@_typing.final
 class ListModelsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     GROUPS_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    CACHES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelGroup]: ...
     @_builtins.property
     def aliases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alias]: ...
+    @_builtins.property
+    def caches(self) -> _containers.RepeatedCompositeFieldContainer[Global___CacheStats]:
+        """The caches and their sizes; empty when caching is off."""
+
     def __init__(
         self,
         *,
         groups: _abc.Iterable[Global___ModelGroup] | None = ...,
         aliases: _abc.Iterable[Global___Alias] | None = ...,
+        caches: _abc.Iterable[Global___CacheStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "groups", b"groups"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "caches", b"caches", "groups", b"groups"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
+class InvalidateCacheRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    """Limit the invalidation to this namespace; with no tags, drop all of it."""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Drop every answer built on any of these documents."""
+
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["namespace", b"namespace", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateCacheRequest: _TypeAlias = InvalidateCacheRequest  # noqa: Y015
+
+@_typing.final
+class InvalidateCacheResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.int
+    """How many stored answers were removed."""
+    def __init__(
+        self,
+        *,
+        removed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvalidateCacheResponse: _TypeAlias = InvalidateCacheResponse  # noqa: Y015

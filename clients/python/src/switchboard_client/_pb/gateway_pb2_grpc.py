@@ -52,6 +52,11 @@ class GatewayStub:
                 request_serializer=switchboard_dot_v1_dot_gateway__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_gateway__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.InvalidateCache = channel.unary_unary(
+                '/switchboard.v1.Gateway/InvalidateCache',
+                request_serializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -83,6 +88,15 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvalidateCache(self, request, context):
+        """InvalidateCache removes cached answers built on any of the given tags
+        (document ids or content hashes), or every answer of a namespace. When
+        caller keys are configured it needs a key with `admin: true`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +114,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=switchboard_dot_v1_dot_gateway__pb2.ListModelsRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_gateway__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'InvalidateCache': grpc.unary_unary_rpc_method_handler(
+                    servicer.InvalidateCache,
+                    request_deserializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -186,6 +205,33 @@ class Gateway:
             '/switchboard.v1.Gateway/ListModels',
             switchboard_dot_v1_dot_gateway__pb2.ListModelsRequest.SerializeToString,
             switchboard_dot_v1_dot_gateway__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvalidateCache(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.Gateway/InvalidateCache',
+            switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheRequest.SerializeToString,
+            switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheResponse.FromString,
             options,
             channel_credentials,
             insecure,

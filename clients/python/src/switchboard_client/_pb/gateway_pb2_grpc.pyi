@@ -45,6 +45,11 @@ class GatewayStub:
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListModelsRequest, _gateway_pb2.ListModelsResponse]
     """ListModels lists the model groups, their deployments and the aliases."""
+    InvalidateCache: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.InvalidateCacheRequest, _gateway_pb2.InvalidateCacheResponse]
+    """InvalidateCache removes cached answers built on any of the given tags
+    (document ids or content hashes), or every answer of a namespace. When
+    caller keys are configured it needs a key with `admin: true`.
+    """
 
 @_typing.type_check_only
 class GatewayAsyncStub(GatewayStub):
@@ -63,6 +68,11 @@ class GatewayAsyncStub(GatewayStub):
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListModelsRequest, _gateway_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels lists the model groups, their deployments and the aliases."""
+    InvalidateCache: _aio.UnaryUnaryMultiCallable[_gateway_pb2.InvalidateCacheRequest, _gateway_pb2.InvalidateCacheResponse]  # type: ignore[assignment]
+    """InvalidateCache removes cached answers built on any of the given tags
+    (document ids or content hashes), or every answer of a namespace. When
+    caller keys are configured it needs a key with `admin: true`.
+    """
 
 class GatewayServicer(metaclass=_abc_1.ABCMeta):
     """Gateway is one front door to many LLM providers: the caller names a model
@@ -96,5 +106,16 @@ class GatewayServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_gateway_pb2.ListModelsResponse, _abc.Awaitable[_gateway_pb2.ListModelsResponse]]:
         """ListModels lists the model groups, their deployments and the aliases."""
+
+    @_abc_1.abstractmethod
+    def InvalidateCache(
+        self,
+        request: _gateway_pb2.InvalidateCacheRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.InvalidateCacheResponse, _abc.Awaitable[_gateway_pb2.InvalidateCacheResponse]]:
+        """InvalidateCache removes cached answers built on any of the given tags
+        (document ids or content hashes), or every answer of a namespace. When
+        caller keys are configured it needs a key with `admin: true`.
+        """
 
 def add_GatewayServicer_to_server(servicer: GatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

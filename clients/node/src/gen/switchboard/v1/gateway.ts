@@ -230,6 +230,48 @@ export function attemptOutcomeToJSON(object: AttemptOutcome): string {
   }
 }
 
+/** How a cache answered a call. */
+export enum CacheKind {
+  CACHE_KIND_UNSPECIFIED = 0,
+  /** CACHE_KIND_EXACT - The same request was answered before. */
+  CACHE_KIND_EXACT = 1,
+  /** CACHE_KIND_SEMANTIC - A similar enough prompt was answered before. */
+  CACHE_KIND_SEMANTIC = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function cacheKindFromJSON(object: any): CacheKind {
+  switch (object) {
+    case 0:
+    case "CACHE_KIND_UNSPECIFIED":
+      return CacheKind.CACHE_KIND_UNSPECIFIED;
+    case 1:
+    case "CACHE_KIND_EXACT":
+      return CacheKind.CACHE_KIND_EXACT;
+    case 2:
+    case "CACHE_KIND_SEMANTIC":
+      return CacheKind.CACHE_KIND_SEMANTIC;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CacheKind.UNRECOGNIZED;
+  }
+}
+
+export function cacheKindToJSON(object: CacheKind): string {
+  switch (object) {
+    case CacheKind.CACHE_KIND_UNSPECIFIED:
+      return "CACHE_KIND_UNSPECIFIED";
+    case CacheKind.CACHE_KIND_EXACT:
+      return "CACHE_KIND_EXACT";
+    case CacheKind.CACHE_KIND_SEMANTIC:
+      return "CACHE_KIND_SEMANTIC";
+    case CacheKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Health of a deployment as routing sees it. */
 export enum DeploymentState {
   DEPLOYMENT_STATE_UNSPECIFIED = 0,
@@ -312,7 +354,42 @@ export interface CacheControl {
   /** Do not store the answer in the cache. */
   noStore: boolean;
   /** Time to live of the stored answer; the configured default when absent. */
-  ttlSeconds?: number | undefined;
+  ttlSeconds?:
+    | number
+    | undefined;
+  /**
+   * Entries live in namespaces: a lookup only finds answers of its own
+   * namespace, and InvalidateCache can drop a whole one. Empty: the default.
+   */
+  namespace: string;
+  /**
+   * The documents (ids or content hashes) the prompt was built from, so that
+   * InvalidateCache can drop every answer built on a document that changed.
+   */
+  tags: string[];
+  /**
+   * Look up (and store into) the semantic cache too, or not; absent: the
+   * model group's configured choice.
+   */
+  semantic?:
+    | boolean
+    | undefined;
+  /**
+   * The least cosine similarity a semantic hit needs, in [0, 1]; absent: the
+   * configured threshold.
+   */
+  minSimilarity?: number | undefined;
+}
+
+/** Set when the answer came from the cache. */
+export interface CacheHit {
+  kind: CacheKind;
+  /** Cosine similarity of the prompts for a semantic hit; 1 for an exact hit. */
+  similarity: number;
+  /** What the stored answer cost when it was made: saved by this hit. */
+  costSavedUsd: number;
+  /** When the stored answer was made. */
+  created?: Date | undefined;
 }
 
 /** CompleteRequest is shared by Complete and StreamComplete. */
@@ -379,7 +456,11 @@ export interface CompleteResponse {
   fallbackDepth: number;
   /** The model group that answered. */
   modelGroup: string;
-  routing?: RoutingDecision | undefined;
+  routing?:
+    | RoutingDecision
+    | undefined;
+  /** Set on a cache hit (`cache_hit` true). */
+  cache?: CacheHit | undefined;
 }
 
 /** How the answering deployment was chosen. */
@@ -424,7 +505,11 @@ export interface Final {
   modelGroup: string;
   /** From the start of the call to the first chunk sent to the caller. */
   timeToFirstChunk?: Duration | undefined;
-  routing?: RoutingDecision | undefined;
+  routing?:
+    | RoutingDecision
+    | undefined;
+  /** Set on a cache hit (`cache_hit` true). */
+  cache?: CacheHit | undefined;
 }
 
 /** One event of StreamComplete. */
@@ -474,9 +559,34 @@ export interface Alias {
   target: string;
 }
 
+/** One of the gateway's caches, as ListModels shows it. */
+export interface CacheStats {
+  /** `exact` or `semantic`. */
+  name: string;
+  /** `memory` or `redis` for the exact cache, `memory` for the semantic index. */
+  backend: string;
+  entries: number;
+  /** Bytes of stored answers; absent where the backend cannot say cheaply. */
+  bytes?: number | undefined;
+}
+
 export interface ListModelsResponse {
   groups: ModelGroup[];
   aliases: Alias[];
+  /** The caches and their sizes; empty when caching is off. */
+  caches: CacheStats[];
+}
+
+export interface InvalidateCacheRequest {
+  /** Limit the invalidation to this namespace; with no tags, drop all of it. */
+  namespace: string;
+  /** Drop every answer built on any of these documents. */
+  tags: string[];
+}
+
+export interface InvalidateCacheResponse {
+  /** How many stored answers were removed. */
+  removed: number;
 }
 
 function createBaseToolCall(): ToolCall {
@@ -823,7 +933,15 @@ export const Tool: MessageFns<Tool> = {
 };
 
 function createBaseCacheControl(): CacheControl {
-  return { noCache: false, noStore: false, ttlSeconds: undefined };
+  return {
+    noCache: false,
+    noStore: false,
+    ttlSeconds: undefined,
+    namespace: "",
+    tags: [],
+    semantic: undefined,
+    minSimilarity: undefined,
+  };
 }
 
 export const CacheControl: MessageFns<CacheControl> = {
@@ -836,6 +954,18 @@ export const CacheControl: MessageFns<CacheControl> = {
     }
     if (message.ttlSeconds !== undefined) {
       writer.uint32(24).uint32(message.ttlSeconds);
+    }
+    if (message.namespace !== "") {
+      writer.uint32(34).string(message.namespace);
+    }
+    for (const v of message.tags) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.semantic !== undefined) {
+      writer.uint32(48).bool(message.semantic);
+    }
+    if (message.minSimilarity !== undefined) {
+      writer.uint32(57).double(message.minSimilarity);
     }
     return writer;
   },
@@ -877,6 +1007,38 @@ export const CacheControl: MessageFns<CacheControl> = {
             message.ttlSeconds = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.semantic = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.minSimilarity = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -906,6 +1068,14 @@ export const CacheControl: MessageFns<CacheControl> = {
         : isSet(object.ttl_seconds)
         ? globalThis.Number(object.ttl_seconds)
         : undefined,
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+      semantic: isSet(object.semantic) ? globalThis.Boolean(object.semantic) : undefined,
+      minSimilarity: isSet(object.minSimilarity)
+        ? globalThis.Number(object.minSimilarity)
+        : isSet(object.min_similarity)
+        ? globalThis.Number(object.min_similarity)
+        : undefined,
     };
   },
 
@@ -920,6 +1090,18 @@ export const CacheControl: MessageFns<CacheControl> = {
     if (message.ttlSeconds !== undefined) {
       obj.ttlSeconds = Math.round(message.ttlSeconds);
     }
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    if (message.semantic !== undefined) {
+      obj.semantic = message.semantic;
+    }
+    if (message.minSimilarity !== undefined) {
+      obj.minSimilarity = floatToJson(message.minSimilarity);
+    }
     return obj;
   },
 
@@ -931,6 +1113,131 @@ export const CacheControl: MessageFns<CacheControl> = {
     message.noCache = object.noCache ?? false;
     message.noStore = object.noStore ?? false;
     message.ttlSeconds = object.ttlSeconds ?? undefined;
+    message.namespace = object.namespace ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.semantic = object.semantic ?? undefined;
+    message.minSimilarity = object.minSimilarity ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCacheHit(): CacheHit {
+  return { kind: 0, similarity: 0, costSavedUsd: 0, created: undefined };
+}
+
+export const CacheHit: MessageFns<CacheHit> = {
+  encode(message: CacheHit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.similarity !== 0) {
+      writer.uint32(17).double(message.similarity);
+    }
+    if (message.costSavedUsd !== 0) {
+      writer.uint32(25).double(message.costSavedUsd);
+    }
+    if (message.created !== undefined) {
+      Timestamp.encode(toTimestamp(message.created), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CacheHit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCacheHit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.similarity = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.costSavedUsd = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.created = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CacheHit {
+    return {
+      kind: isSet(object.kind) ? cacheKindFromJSON(object.kind) : 0,
+      similarity: isSet(object.similarity) ? globalThis.Number(object.similarity) : 0,
+      costSavedUsd: isSet(object.costSavedUsd)
+        ? globalThis.Number(object.costSavedUsd)
+        : isSet(object.cost_saved_usd)
+        ? globalThis.Number(object.cost_saved_usd)
+        : 0,
+      created: isSet(object.created) ? fromJsonTimestamp(object.created) : undefined,
+    };
+  },
+
+  toJSON(message: CacheHit): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = cacheKindToJSON(message.kind);
+    }
+    if (message.similarity !== 0) {
+      obj.similarity = floatToJson(message.similarity);
+    }
+    if (message.costSavedUsd !== 0) {
+      obj.costSavedUsd = floatToJson(message.costSavedUsd);
+    }
+    if (message.created !== undefined) {
+      obj.created = message.created.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CacheHit>): CacheHit {
+    return CacheHit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CacheHit>): CacheHit {
+    const message = createBaseCacheHit();
+    message.kind = object.kind ?? 0;
+    message.similarity = object.similarity ?? 0;
+    message.costSavedUsd = object.costSavedUsd ?? 0;
+    message.created = object.created ?? undefined;
     return message;
   },
 };
@@ -1633,6 +1940,7 @@ function createBaseCompleteResponse(): CompleteResponse {
     fallbackDepth: 0,
     modelGroup: "",
     routing: undefined,
+    cache: undefined,
   };
 }
 
@@ -1673,6 +1981,9 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
     }
     if (message.routing !== undefined) {
       RoutingDecision.encode(message.routing, writer.uint32(98).fork()).join();
+    }
+    if (message.cache !== undefined) {
+      CacheHit.encode(message.cache, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1786,6 +2097,14 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
             message.routing = RoutingDecision.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.cache = CacheHit.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1834,6 +2153,7 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
         ? globalThis.String(object.model_group)
         : "",
       routing: isSet(object.routing) ? RoutingDecision.fromJSON(object.routing) : undefined,
+      cache: isSet(object.cache) ? CacheHit.fromJSON(object.cache) : undefined,
     };
   },
 
@@ -1875,6 +2195,9 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
     if (message.routing !== undefined) {
       obj.routing = RoutingDecision.toJSON(message.routing);
     }
+    if (message.cache !== undefined) {
+      obj.cache = CacheHit.toJSON(message.cache);
+    }
     return obj;
   },
 
@@ -1898,6 +2221,9 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
     message.modelGroup = object.modelGroup ?? "";
     message.routing = (object.routing !== undefined && object.routing !== null)
       ? RoutingDecision.fromPartial(object.routing)
+      : undefined;
+    message.cache = (object.cache !== undefined && object.cache !== null)
+      ? CacheHit.fromPartial(object.cache)
       : undefined;
     return message;
   },
@@ -2248,6 +2574,7 @@ function createBaseFinal(): Final {
     modelGroup: "",
     timeToFirstChunk: undefined,
     routing: undefined,
+    cache: undefined,
   };
 }
 
@@ -2288,6 +2615,9 @@ export const Final: MessageFns<Final> = {
     }
     if (message.routing !== undefined) {
       RoutingDecision.encode(message.routing, writer.uint32(98).fork()).join();
+    }
+    if (message.cache !== undefined) {
+      CacheHit.encode(message.cache, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -2401,6 +2731,14 @@ export const Final: MessageFns<Final> = {
             message.routing = RoutingDecision.decode(reader, reader.uint32());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.cache = CacheHit.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2453,6 +2791,7 @@ export const Final: MessageFns<Final> = {
         ? Duration.fromJSON(object.time_to_first_chunk)
         : undefined,
       routing: isSet(object.routing) ? RoutingDecision.fromJSON(object.routing) : undefined,
+      cache: isSet(object.cache) ? CacheHit.fromJSON(object.cache) : undefined,
     };
   },
 
@@ -2494,6 +2833,9 @@ export const Final: MessageFns<Final> = {
     if (message.routing !== undefined) {
       obj.routing = RoutingDecision.toJSON(message.routing);
     }
+    if (message.cache !== undefined) {
+      obj.cache = CacheHit.toJSON(message.cache);
+    }
     return obj;
   },
 
@@ -2517,6 +2859,9 @@ export const Final: MessageFns<Final> = {
       : undefined;
     message.routing = (object.routing !== undefined && object.routing !== null)
       ? RoutingDecision.fromPartial(object.routing)
+      : undefined;
+    message.cache = (object.cache !== undefined && object.cache !== null)
+      ? CacheHit.fromPartial(object.cache)
       : undefined;
     return message;
   },
@@ -3118,8 +3463,125 @@ export const Alias: MessageFns<Alias> = {
   },
 };
 
+function createBaseCacheStats(): CacheStats {
+  return { name: "", backend: "", entries: 0, bytes: undefined };
+}
+
+export const CacheStats: MessageFns<CacheStats> = {
+  encode(message: CacheStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.backend !== "") {
+      writer.uint32(18).string(message.backend);
+    }
+    if (message.entries !== 0) {
+      writer.uint32(24).uint64(message.entries);
+    }
+    if (message.bytes !== undefined) {
+      writer.uint32(32).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CacheStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCacheStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.backend = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.entries = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CacheStats {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      backend: isSet(object.backend) ? globalThis.String(object.backend) : "",
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : undefined,
+    };
+  },
+
+  toJSON(message: CacheStats): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.backend !== "") {
+      obj.backend = message.backend;
+    }
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.bytes !== undefined) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CacheStats>): CacheStats {
+    return CacheStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CacheStats>): CacheStats {
+    const message = createBaseCacheStats();
+    message.name = object.name ?? "";
+    message.backend = object.backend ?? "";
+    message.entries = object.entries ?? 0;
+    message.bytes = object.bytes ?? undefined;
+    return message;
+  },
+};
+
 function createBaseListModelsResponse(): ListModelsResponse {
-  return { groups: [], aliases: [] };
+  return { groups: [], aliases: [], caches: [] };
 }
 
 export const ListModelsResponse: MessageFns<ListModelsResponse> = {
@@ -3129,6 +3591,9 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     }
     for (const v of message.aliases) {
       Alias.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.caches) {
+      CacheStats.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -3162,6 +3627,14 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
             message.aliases.push(Alias.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caches.push(CacheStats.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3178,6 +3651,7 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     return {
       groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => ModelGroup.fromJSON(e)) : [],
       aliases: globalThis.Array.isArray(object?.aliases) ? object.aliases.map((e: any) => Alias.fromJSON(e)) : [],
+      caches: globalThis.Array.isArray(object?.caches) ? object.caches.map((e: any) => CacheStats.fromJSON(e)) : [],
     };
   },
 
@@ -3189,6 +3663,9 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     if (message.aliases?.length) {
       obj.aliases = message.aliases.map((e) => Alias.toJSON(e));
     }
+    if (message.caches?.length) {
+      obj.caches = message.caches.map((e) => CacheStats.toJSON(e));
+    }
     return obj;
   },
 
@@ -3199,6 +3676,159 @@ export const ListModelsResponse: MessageFns<ListModelsResponse> = {
     const message = createBaseListModelsResponse();
     message.groups = object.groups?.map((e) => ModelGroup.fromPartial(e)) || [];
     message.aliases = object.aliases?.map((e) => Alias.fromPartial(e)) || [];
+    message.caches = object.caches?.map((e) => CacheStats.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseInvalidateCacheRequest(): InvalidateCacheRequest {
+  return { namespace: "", tags: [] };
+}
+
+export const InvalidateCacheRequest: MessageFns<InvalidateCacheRequest> = {
+  encode(message: InvalidateCacheRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.namespace !== "") {
+      writer.uint32(10).string(message.namespace);
+    }
+    for (const v of message.tags) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InvalidateCacheRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInvalidateCacheRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InvalidateCacheRequest {
+    return {
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
+      tags: globalThis.Array.isArray(object?.tags) ? object.tags.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: InvalidateCacheRequest): unknown {
+    const obj: any = {};
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
+    if (message.tags?.length) {
+      obj.tags = message.tags;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InvalidateCacheRequest>): InvalidateCacheRequest {
+    return InvalidateCacheRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InvalidateCacheRequest>): InvalidateCacheRequest {
+    const message = createBaseInvalidateCacheRequest();
+    message.namespace = object.namespace ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseInvalidateCacheResponse(): InvalidateCacheResponse {
+  return { removed: 0 };
+}
+
+export const InvalidateCacheResponse: MessageFns<InvalidateCacheResponse> = {
+  encode(message: InvalidateCacheResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.removed !== 0) {
+      writer.uint32(8).uint64(message.removed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InvalidateCacheResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInvalidateCacheResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.removed = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InvalidateCacheResponse {
+    return { removed: isSet(object.removed) ? globalThis.Number(object.removed) : 0 };
+  },
+
+  toJSON(message: InvalidateCacheResponse): unknown {
+    const obj: any = {};
+    if (message.removed !== 0) {
+      obj.removed = Math.round(message.removed);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InvalidateCacheResponse>): InvalidateCacheResponse {
+    return InvalidateCacheResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InvalidateCacheResponse>): InvalidateCacheResponse {
+    const message = createBaseInvalidateCacheResponse();
+    message.removed = object.removed ?? 0;
     return message;
   },
 };
@@ -3245,6 +3875,22 @@ export const GatewayService = {
     responseSerialize: (value: ListModelsResponse): Buffer => Buffer.from(ListModelsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListModelsResponse => ListModelsResponse.decode(value),
   },
+  /**
+   * InvalidateCache removes cached answers built on any of the given tags
+   * (document ids or content hashes), or every answer of a namespace. When
+   * caller keys are configured it needs a key with `admin: true`.
+   */
+  invalidateCache: {
+    path: "/switchboard.v1.Gateway/InvalidateCache" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InvalidateCacheRequest): Buffer =>
+      Buffer.from(InvalidateCacheRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InvalidateCacheRequest => InvalidateCacheRequest.decode(value),
+    responseSerialize: (value: InvalidateCacheResponse): Buffer =>
+      Buffer.from(InvalidateCacheResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): InvalidateCacheResponse => InvalidateCacheResponse.decode(value),
+  },
 } as const;
 
 export interface GatewayServer extends UntypedServiceImplementation {
@@ -3258,6 +3904,12 @@ export interface GatewayServer extends UntypedServiceImplementation {
   streamComplete: handleServerStreamingCall<CompleteRequest, StreamCompleteResponse>;
   /** ListModels lists the model groups, their deployments and the aliases. */
   listModels: handleUnaryCall<ListModelsRequest, ListModelsResponse>;
+  /**
+   * InvalidateCache removes cached answers built on any of the given tags
+   * (document ids or content hashes), or every answer of a namespace. When
+   * caller keys are configured it needs a key with `admin: true`.
+   */
+  invalidateCache: handleUnaryCall<InvalidateCacheRequest, InvalidateCacheResponse>;
 }
 
 export interface GatewayClient extends Client {
@@ -3306,6 +3958,26 @@ export interface GatewayClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListModelsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * InvalidateCache removes cached answers built on any of the given tags
+   * (document ids or content hashes), or every answer of a namespace. When
+   * caller keys are configured it needs a key with `admin: true`.
+   */
+  invalidateCache(
+    request: InvalidateCacheRequest,
+    callback: (error: ServiceError | null, response: InvalidateCacheResponse) => void,
+  ): ClientUnaryCall;
+  invalidateCache(
+    request: InvalidateCacheRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: InvalidateCacheResponse) => void,
+  ): ClientUnaryCall;
+  invalidateCache(
+    request: InvalidateCacheRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: InvalidateCacheResponse) => void,
   ): ClientUnaryCall;
 }
 
