@@ -84,7 +84,8 @@ def test_stream_yields_every_delta_then_the_final_usage(live: Live, client: Clie
     with client.stream(model, USER, seed=11) as stream:
         deltas = list(stream)
 
-    assert len(raw) > 1 and len(deltas) > 1
+    assert len(raw) > 1
+    assert len(deltas) > 1
     assert all(deltas)
     assert stream.text == "".join(raw) == client.complete(model, USER, seed=11).text
     final = stream.final
