@@ -2,63 +2,35 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import AsyncIterator
 
-import grpc
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from switchboard.api.pb import gateway_pb2 as pb
-from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
-from switchboard.api.server import GatewayServer
-from switchboard.app import build_gateway
-from switchboard.config import Address, parse_settings
-from switchboard.sim import SimProfile, SimServer
-from switchboard.telemetry import ServerSpans, TelemetrySettings, build_telemetry, plan_export
+from switchboard.sim import SimProfile
 
-from .test_telemetry_rpc import Rig, ServerEnded, _attrs, _metric_points
+from .test_telemetry_rpc import Rig, _attrs, _metric_points, serve_rig
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    sim = SimServer({"instant": SimProfile()}, default_profile="instant", rng=random.Random(1))
-    await sim.start()
-    spans, metrics, server_ended = InMemorySpanExporter(), InMemoryMetricReader(), ServerEnded()
-    telemetry = build_telemetry(
-        plan_export(TelemetrySettings(), {}),
-        span_processors=[SimpleSpanProcessor(spans), server_ended],
-        metric_readers=[metrics],
-    )
-    config = f"""
+def _config(base_url: str) -> str:
+    return f"""
 model_list:
   - model_name: chat
-    litellm_params: {{model: openai/instant, api_base: "{sim.base_url}", api_key: sim}}
+    litellm_params: {{model: openai/instant, api_base: "{base_url}", api_key: sim}}
     model_info: {{id: chat-instant}}
 switchboard:
   cache: {{}}
 """
-    gateway = build_gateway(parse_settings(config, source="test", env={}), telemetry=telemetry)
-    assert telemetry.tracer is not None
-    server = GatewayServer(
-        gateway,
-        clock=time.monotonic,
-        max_concurrent_calls=16,
-        interceptors=[ServerSpans(telemetry.tracer)],
-    )
-    port = await server.start(Address("127.0.0.1", 0))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield Rig(pb_grpc.GatewayStub(channel), spans, metrics, server_ended)
-    await server.stop(0)
-    telemetry.shutdown()
-    await sim.stop()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with serve_rig({"instant": SimProfile()}, _config) as served:
+        yield served
 
 
 def _server_spans(spans: list[ReadableSpan]) -> list[ReadableSpan]:

@@ -7,9 +7,10 @@ exporters can be handed in; the calls go over real gRPC and real HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,12 +80,12 @@ switchboard:
 """
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    profiles = {
-        "instant": SimProfile(),
-        "outage": SimProfile(faults=FaultRates(unavailable=1.0)),
-    }
+@contextlib.asynccontextmanager
+async def serve_rig(
+    profiles: dict[str, SimProfile], config: Callable[[str], str]
+) -> AsyncIterator[Rig]:
+    """A simulator with `profiles` and a gateway serving `config(simulator_url)`,
+    its spans and metrics kept in memory."""
     sim = SimServer(profiles, default_profile="instant", rng=random.Random(1))
     await sim.start()
     spans = InMemorySpanExporter()
@@ -95,7 +96,7 @@ async def rig() -> AsyncIterator[Rig]:
         span_processors=[SimpleSpanProcessor(spans), server_ended],
         metric_readers=[metrics],
     )
-    settings = parse_settings(_config(sim.base_url), source="test", env={})
+    settings = parse_settings(config(sim.base_url), source="test", env={})
     gateway = build_gateway(settings, telemetry=telemetry)
     assert telemetry.tracer is not None
     server = GatewayServer(
@@ -110,6 +111,16 @@ async def rig() -> AsyncIterator[Rig]:
     await server.stop(0)
     telemetry.shutdown()
     await sim.stop()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    profiles = {
+        "instant": SimProfile(),
+        "outage": SimProfile(faults=FaultRates(unavailable=1.0)),
+    }
+    async with serve_rig(profiles, _config) as served:
+        yield served
 
 
 def _request(model: str = "chat", content: str = "Say hi") -> pb.CompleteRequest:

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from redis.exceptions import RedisError
 
 from switchboard import faults
 from switchboard.api import convert
@@ -27,7 +26,6 @@ from switchboard.api.status import abort, clip_utf8
 from switchboard.domain import Caller, CompletionRequest, StreamDelta
 from switchboard.errors import (
     CacheDisabled,
-    CacheUnavailable,
     FieldViolation,
     InvalidRequest,
     SwitchboardError,
@@ -123,12 +121,7 @@ class GatewayServicer:
             cache = self._gateway.cache
             if cache is None:
                 raise CacheDisabled("this gateway has no response cache (switchboard.cache)")
-            try:
-                removed = await cache.invalidate(namespace, tags)
-            except (OSError, RedisError) as exc:
-                raise CacheUnavailable(
-                    f"the cache backend failed: {type(exc).__name__}; nothing may have been removed"
-                ) from None
+            removed = await cache.invalidate(namespace, tags)
             return pb.InvalidateCacheResponse(removed=removed)
         except SwitchboardError as err:
             _log(err, "InvalidateCache", caller)

@@ -40,6 +40,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from switchboard.cache.store import CacheStore, StoreSize
+from switchboard.errors import CacheUnavailable
 
 log = logging.getLogger("switchboard.cache")
 
@@ -184,7 +185,7 @@ class RedisStore(CacheStore):
             self._unavailable("put", exc)
 
     async def invalidate(self, *, namespace: str | None, tags: Sequence[str]) -> int:
-        """Raises what Redis raises: the caller must learn that nothing was invalidated."""
+        """CacheUnavailable when Redis fails: the caller must learn nothing was invalidated."""
         if not tags and namespace is None:
             raise ValueError("invalidate needs tags, a namespace or both")
         namespace_hex = _hex(namespace or "")
@@ -195,7 +196,12 @@ class RedisStore(CacheStore):
             keys = [self._prefix + "n:" + namespace_hex]
         limited = "1" if namespace is not None else "0"
         args = [self._prefix, limited, namespace_hex, *tags_hex]
-        removed = await self._invalidate_script(keys=keys, args=args)
+        try:
+            removed = await self._invalidate_script(keys=keys, args=args)
+        except _UNAVAILABLE as exc:
+            raise CacheUnavailable(
+                f"the cache backend failed: {type(exc).__name__}; nothing may have been removed"
+            ) from exc
         return int(removed)
 
     async def size(self) -> StoreSize:
