@@ -3,8 +3,8 @@
     python -m bench.compare [--quick] [--systems sb_fast,bare_grpc,cpu] [--delays 0,60]
     python -m bench.compare --report bench/results/compare-STAMP.json
 
-Systems (bench/compare/systems.py): direct, direct_stream, bare_grpc, sb_fast,
-sb_fast_stream, sb_litellm, sb_litellm_stream, sb_fast_w2, litellm_proxy,
+Systems (bench/compare/systems.py): direct, direct_stream, bare_grpc, relay,
+relay_stream, sb_fast, sb_fast_stream, sb_litellm, sb_litellm_stream, sb_fast_w2, litellm_proxy,
 litellm_proxy_stream; `cpu` is the CPU-per-call experiment (cpu_per_call.py).
 At zero upstream delay each system climbs a ladder of offered rates to its
 highest sustained one; at a non-zero delay it runs a few fixed rates,

@@ -18,6 +18,8 @@ TABLE_SYSTEMS = (
     "direct",
     "direct_stream",
     "bare_grpc",
+    "relay",
+    "relay_stream",
     "sb_fast",
     "sb_fast_stream",
     "sb_litellm",
@@ -76,6 +78,9 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
         base = sustained_rate(results, other)
         value = fast / base if fast and base else None
         add(key, f"sb_fast sustained / {other} sustained", value, f">= {goal:g}", _ge(value, goal))
+    relay = sustained_rate(results, "relay")
+    value = fast / relay if fast and relay else None
+    add("a1-relay", "sb_fast sustained / relay sustained", value, "info", None)
 
     direct = at_rate(results, "direct", AT_DELAY, AT_RATE)
     for system in ("sb_fast", "sb_litellm"):
@@ -86,6 +91,14 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
             what = f"{system} {pct} - direct {pct} at {AT_DELAY:g} ms, {AT_RATE:g}/s (ms)"
             target = f"< {goal:g}" if judged else "info"
             add(f"b-{system}-{pct}", what, value, target, _lt(value, goal) if judged else None)
+    # The relay splits sb_fast's overhead: the stack's share (relay - direct), Switchboard's own.
+    relay_step = at_rate(results, "relay", AT_DELAY, AT_RATE)
+    fast_step = at_rate(results, "sb_fast", AT_DELAY, AT_RATE)
+    for key, what, value in (
+        ("b-relay-p50", "relay p50 - direct p50", _diff(relay_step, direct, "latency_ms", "p50")),
+        ("b-own-p50", "sb_fast p50 - relay p50", _diff(fast_step, relay_step, "latency_ms", "p50")),
+    ):
+        add(key, f"{what} at {AT_DELAY:g} ms, {AT_RATE:g}/s (ms)", value, "info", None)
     direct_stream = at_rate(results, "direct_stream", AT_DELAY, AT_RATE)
     for system in ("sb_fast_stream", "sb_litellm_stream"):
         step = at_rate(results, system, AT_DELAY, AT_RATE)
@@ -94,6 +107,21 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
         what = f"{system} TTFC p50 - direct stream TTFB p50 at {AT_DELAY:g} ms (ms)"
         ok = _lt(value, 1.0) if judged else None
         add(f"b-{system}-ttfc", what, value, "< 1" if judged else "info", ok)
+    relay_stream = at_rate(results, "relay_stream", AT_DELAY, AT_RATE)
+    fast_stream = at_rate(results, "sb_fast_stream", AT_DELAY, AT_RATE)
+    for key, what, value in (
+        (
+            "b-relay-ttfc",
+            "relay_stream TTFC p50 - direct stream TTFB p50",
+            _diff(relay_stream, direct_stream, "ttfc_ms", "p50"),
+        ),
+        (
+            "b-own-ttfc",
+            "sb_fast_stream TTFC p50 - relay_stream TTFC p50",
+            _diff(fast_stream, relay_stream, "ttfc_ms", "p50"),
+        ),
+    ):
+        add(key, f"{what} at {AT_DELAY:g} ms (ms)", value, "info", None)
 
     cpu = results.get("cpu_per_call") or {}
     ratio = cpu.get("ratio")

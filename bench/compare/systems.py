@@ -34,7 +34,8 @@ LIMITS = {"api_key": "bench", "rpm": 1_000_000, "tpm": 1_000_000_000, "timeout":
 class System:
     name: str
     label: str
-    # What serves the calls: direct (the upstream itself), bare_grpc, switchboard, litellm_proxy.
+    # What serves the calls: direct (the upstream itself), bare_grpc, relay (bare_grpc making
+    # the upstream call), switchboard, litellm_proxy.
     server: str
     stream: bool = False
     fast_path: bool = True
@@ -50,6 +51,8 @@ SYSTEMS = (
     System("direct", "upstream direct (HTTP)", "direct"),
     System("direct_stream", "upstream direct (HTTP, stream)", "direct", stream=True),
     System("bare_grpc", "bare grpc.aio (Complete)", "bare_grpc"),
+    System("relay", "grpc.aio relay, no gateway (Complete)", "relay"),
+    System("relay_stream", "grpc.aio relay, no gateway (StreamComplete)", "relay", stream=True),
     System("sb_fast", "Switchboard fast path (Complete)", "switchboard"),
     System("sb_fast_stream", "Switchboard fast path (StreamComplete)", "switchboard", stream=True),
     System("sb_litellm", "Switchboard litellm path (Complete)", "switchboard", fast_path=False),
@@ -138,9 +141,10 @@ def _start(
     system: System, upstream: Upstream, scratch: Path, litellm: Path | None
 ) -> tuple[Proc, Running]:
     method = "StreamComplete" if system.stream else "Complete"
-    if system.server == "bare_grpc":
+    if system.server in ("bare_grpc", "relay"):
+        relay = ["--upstream", upstream.url] if system.server == "relay" else []
         proc = Proc(
-            [sys.executable, "-m", "bench.compare.bare_grpc"],
+            [sys.executable, "-m", "bench.compare.bare_grpc", *relay],
             ready=re.compile(r"serving on (\S+:\d+)"),
             stream="stdout",
             env=CHILD_ENV,
