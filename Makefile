@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-http bench-validation lock clean
+.PHONY: help setup run test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-validation lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -98,7 +98,7 @@ lint: setup $(BUF) proto-check ## ruff, mypy --strict, clippy and fmt, go vet an
 	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; fi
 	if git rev-parse -q --verify main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
 
-bench: bench-latency bench-limiter bench-routing bench-telemetry bench-http bench-validation bench-cache bench-compare ## every benchmark
+bench: bench-latency bench-limiter bench-routing bench-telemetry bench-http bench-validation bench-cache bench-auto bench-compare ## every benchmark
 
 bench-latency: setup ## p50/p95/p99 of Complete direct, through litellm and through the fast path
 	$(PY) bench/complete_latency.py --calls 1000
@@ -120,6 +120,9 @@ bench-validation: setup ## CPU to validate the worst requests at the 8 MiB size 
 	$(PY) -m bench.validation
 
 # COMPARE_ARGS passes options through, e.g. COMPARE_ARGS="--quick" or "--systems sb_fast,cpu".
+bench-auto: setup ## the `auto` alias on 320 labelled prompts: split accuracy, hard-to-cheap share, cost vs always-strong/cheap, classifier CPU
+	$(PY) -m bench.auto
+
 bench-cache: setup ## exact-hit and miss latency via gRPC beside bare grpc.aio; semantic lookup at 10k/100k, embedding time, RSS
 	$(PY) bench/cache.py --json bench/results/cache-$$(date +%Y%m%d-%H%M%S).json
 

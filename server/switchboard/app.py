@@ -15,17 +15,27 @@ import random
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
+from switchboard.accounting import BudgetWindow, Dimension, Ledger
 from switchboard.api.server import GatewayServer, is_loopback
 from switchboard.cache.matcher import SemanticMatcher, local_model, usearch_index
 from switchboard.cache.memory import MemoryStore
 from switchboard.cache.service import ResponseCache
 from switchboard.cache.store import CacheStore
-from switchboard.config import Address, CacheSettings, Settings, SimulatorSettings
+from switchboard.config import (
+    Address,
+    Budget,
+    CacheSettings,
+    RedisSettings,
+    Settings,
+    SimulatorSettings,
+)
 from switchboard.domain import Usage
 from switchboard.gateway import Gateway, Sleep
 from switchboard.limits import RateLimiter
 from switchboard.limits.admission import Admission, caller_key, deployment_key
+from switchboard.limits.budgets import BudgetGuard
 from switchboard.providers import Provider
 from switchboard.providers.base import configured_price
 from switchboard.providers.openai_http import DEFAULT_API_BASE, OpenAIHttpProvider
@@ -40,6 +50,9 @@ from switchboard.telemetry import (
     plan_export,
 )
 from switchboard.workers import Supervisor, reserve
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +69,15 @@ def build_gateway(
     sleep: Sleep = asyncio.sleep,
     telemetry: Telemetry | None = None,
     wall: Callable[[], float] = time.time,
+    ledger: Ledger | None = None,
 ) -> Gateway:
+    """`ledger`: where spend is added up; one in process (or on `state_redis`) when None."""
     if provider is None:
         provider = build_provider(settings)
     rng = rng or random.Random()
+    if ledger is None:
+        ledger = build_ledger(settings, wall)
+    budgets = build_budgets(settings, ledger, wall=wall, clock=clock)
     admission = Admission(
         RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
     )
@@ -96,6 +114,7 @@ def build_gateway(
         load=load,
         latency=latency,
         pre_call_checks=router_settings.pre_call_checks,
+        paused=None if budgets is None else budgets.deployment_paused_until,
     )
     recorder = Recorder(telemetry or Telemetry(), clock)
     cache = None
@@ -121,41 +140,95 @@ def build_gateway(
         recorder=recorder,
         cache=cache,
         wall=wall,
+        ledger=ledger,
+        budgets=budgets,
     )
     recorder.observe(settings.deployments, gateway.status)
     return gateway
 
 
+# A budget without a duration never resets: its window is the longest one there is.
+ALL_TIME = "1200mo"
+
+
+def build_ledger(settings: Settings, wall: Callable[[], float]) -> Ledger:
+    """The spend ledger, with a window per budget; shared through `state_redis` when set."""
+    windows = {
+        entity: BudgetWindow(budget.duration or ALL_TIME)
+        for entity, budget in budget_entities(settings).items()
+    }
+    client = None
+    if settings.state_redis is not None:
+        client = redis_client(settings.state_redis)
+    prefix = settings.state_redis.prefix if settings.state_redis is not None else ""
+    return Ledger(
+        windows=windows,
+        redis=client,
+        prefix=f"{prefix}accounting:",
+        wall=wall,
+        owns_redis=True,
+    )
+
+
+def budget_entities(settings: Settings) -> dict[tuple[Dimension, str], Budget]:
+    budgets: dict[tuple[Dimension, str], Budget] = {
+        (Dimension.KEY, k.name): k.budget for k in settings.keys if k.budget is not None
+    }
+    budgets.update({(Dimension.TEAM, n): b for n, b in settings.teams.items()})
+    budgets.update({(Dimension.PROVIDER, n): b for n, b in settings.provider_budgets.items()})
+    return budgets
+
+
+def build_budgets(
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    wall: Callable[[], float],
+    clock: Callable[[], float],
+) -> BudgetGuard | None:
+    if not budget_entities(settings):
+        return None
+    return BudgetGuard(
+        keys={k.name: k.budget for k in settings.keys if k.budget is not None},
+        teams=settings.teams,
+        providers=settings.provider_budgets,
+        spend=ledger,
+        wall=wall,
+        clock=clock,
+    )
+
+
+def redis_client(options: RedisSettings) -> Redis:
+    """A client that gives up at once: a slow Redis is a miss (cache) or a later flush (spend)."""
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    timeout = options.timeout_s
+    if options.url:
+        return Redis.from_url(
+            options.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+    return Redis(
+        host=options.host,
+        port=options.port,
+        password=options.password,
+        db=options.db,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One quick retry, no backoff.
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
 def build_cache_store(settings: CacheSettings, clock: Callable[[], float]) -> CacheStore:
     if settings.backend == "redis":
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         from switchboard.cache.redis_store import RedisStore
 
-        options = settings.redis
-        timeout = options.timeout_s
-        client = (
-            Redis.from_url(
-                options.url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
-            if options.url
-            else Redis(
-                host=options.host,
-                port=options.port,
-                password=options.password,
-                db=options.db,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                # A cache that does not answer at once is a miss: one quick retry, no backoff.
-                retry=Retry(NoBackoff(), 1),
-            )
-        )
-        return RedisStore(client, prefix=options.prefix)
+        return RedisStore(redis_client(settings.redis), prefix=settings.redis.prefix)
     return MemoryStore(max_entries=settings.max_entries, max_bytes=settings.max_bytes, clock=clock)
 
 
@@ -339,6 +412,9 @@ async def serve(
         log.info("telemetry on (content capture %s)", "on" if telemetry.capture_content else "off")
     async with simulator(settings.simulator):
         gateway = build_gateway(settings, clock=clock, telemetry=telemetry)
+        await gateway.start()
+        if settings.state_redis is not None:
+            log.info("spend and call statistics shared through Redis")
         cache = gateway.cache
         if cache is not None and settings.cache is not None:
             log.info(

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from switchboard.domain import Sampling
 from switchboard.sim import ProfileConfigError, SimProfile, builtin_profiles, profiles_from_mapping
 
 T = TypeVar("T")
@@ -171,6 +172,8 @@ class RawRouterSettings(_Open):
     content_policy_fallbacks: FallbackList | None = None
     model_group_alias: dict[str, str] = Field(default_factory=dict)
     enable_pre_call_checks: bool = True
+    # Spend per provider (the model string's prefix) per period; a provider over it is skipped.
+    provider_budget_config: dict[str, RawProviderBudget] = Field(default_factory=dict)
     # Switchboard's own: how long a call may wait for limiter headroom.
     max_queue_wait: float = Field(default=5.0, ge=0)
 
@@ -255,6 +258,34 @@ class RawRouting(_Strict):
     stream_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
 
 
+# LiteLLM's budget_duration: a number and s, m, h, d, w or mo (litellm duration_parser).
+BUDGET_DURATION = re.compile(r"^[1-9][0-9]{0,5}(s|m|h|d|w|mo)$")
+
+
+def _budget_duration(value: str | None) -> str | None:
+    if value is not None and not BUDGET_DURATION.match(value):
+        raise ValueError("expected a number and s, m, h, d, w or mo, as LiteLLM's 1d or 1mo")
+    return value
+
+
+class RawBudget(_Strict):
+    """LiteLLM's `max_budget` over `budget_duration` (absent: over all time)."""
+
+    max_budget: float = Field(ge=0, allow_inf_nan=False)
+    budget_duration: str | None = None
+
+    _duration = field_validator("budget_duration")(_budget_duration)
+
+
+class RawProviderBudget(_Strict):
+    """LiteLLM's router_settings.provider_budget_config entry."""
+
+    budget_limit: float = Field(ge=0, allow_inf_nan=False)
+    time_period: str = "1d"
+
+    _duration = field_validator("time_period")(_budget_duration)
+
+
 class RawKey(_Strict):
     """A caller key, known by its SHA-256 only: the config never holds a key in clear."""
 
@@ -266,8 +297,13 @@ class RawKey(_Strict):
     tpm: int | None = Field(default=None, gt=0)
     # Free-form facts about the caller (team, tags) for accounting.
     metadata: dict[str, str] = Field(default_factory=dict)
-    # May call operators' RPCs (InvalidateCache).
+    # May call operators' RPCs (InvalidateCache, everyone's GetStats lines).
     admin: bool = False
+    # LiteLLM's key budget: spend in USD allowed per budget_duration (absent: all time).
+    max_budget: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_duration: str | None = None
+
+    _duration = field_validator("budget_duration")(_budget_duration)
 
     @field_validator("name")
     @classmethod
@@ -347,12 +383,52 @@ class RawCache(_Strict):
     semantic: RawSemantic = RawSemantic()
 
 
+class RawSamplingDefaults(_Strict):
+    """Sampling fields an alias applies when the request leaves them unset."""
+
+    max_tokens: int | None = Field(default=None, gt=0, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: list[str] | None = Field(default=None, max_length=4)
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+
+
+class RawAuto(_Strict):
+    """Route by the prompt's difficulty: `simple` prompts to one group, `hard` ones to another."""
+
+    simple: str = Field(min_length=1)
+    hard: str = Field(min_length=1)
+    # Difficulty scores (0-1) from this up are hard; absent: the classifier's default.
+    threshold: float | None = Field(default=None, ge=0, le=1)
+
+
+class RawAlias(_Strict):
+    """An alias with sampling defaults (`target`), or one that routes by difficulty (`auto`)."""
+
+    target: str | None = Field(default=None, min_length=1)
+    auto: RawAuto | None = None
+    defaults: RawSamplingDefaults = RawSamplingDefaults()
+
+
+class RawStateRedis(RawRedis):
+    """Redis for state shared by replicas (spend and call statistics)."""
+
+    prefix: str = "switchboard:"
+
+
 class RawSwitchboard(_Strict):
     server: RawServer = RawServer()
     telemetry: RawTelemetry = RawTelemetry()
     limits: RawLimits = RawLimits()
     routing: RawRouting = RawRouting()
-    aliases: dict[str, str] = Field(default_factory=dict)
+    # A name maps to a model group, or to {target, defaults}, or to {auto, defaults}.
+    aliases: dict[str, str | RawAlias] = Field(default_factory=dict)
+    # Team budgets, by the `team` of caller keys' metadata.
+    teams: dict[str, RawBudget] = Field(default_factory=dict)
+    # Spend and call statistics shared by replicas, kept across restarts; absent: in process.
+    redis: RawStateRedis | None = None
     simulator: RawSimulator | None = None
     keys: list[RawKey] = Field(default_factory=list)
     providers: RawProviders = RawProviders()
@@ -523,6 +599,24 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """Spend allowed in USD per `duration` (LiteLLM's budget_duration; None: all time)."""
+
+    max_usd: float
+    duration: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoAlias:
+    """An alias that sends simple prompts to one group and hard ones to another."""
+
+    simple: str
+    hard: str
+    # None: the classifier's default threshold.
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CallerKey:
     """A caller key the gateway admits; `sha256` is the hex digest of the key."""
 
@@ -536,6 +630,12 @@ class CallerKey:
     tpm: int | None
     metadata: Mapping[str, str]
     admin: bool = False
+    budget: Budget | None = None
+
+    @property
+    def team(self) -> str | None:
+        """The team the key's spend also counts against (metadata `team`)."""
+        return self.metadata.get("team") or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,12 +665,25 @@ class Settings:
     keys: tuple[CallerKey, ...] = ()
     # None: no response cache.
     cache: CacheSettings | None = None
+    # Sampling defaults of the aliases that have them.
+    alias_defaults: Mapping[str, Sampling] = field(default_factory=dict)
+    # Aliases that choose a group by the prompt's difficulty.
+    auto_aliases: Mapping[str, AutoAlias] = field(default_factory=dict)
+    # Budgets by team name (caller keys' metadata `team`) and by provider.
+    teams: Mapping[str, Budget] = field(default_factory=dict)
+    provider_budgets: Mapping[str, Budget] = field(default_factory=dict)
+    # Where spend and statistics are shared by replicas; None: in this process only.
+    state_redis: RedisSettings | None = None
 
     def resolve(self, model: str) -> str | None:
-        """The group a model name or alias stands for, or None."""
+        """The group a model name or plain alias stands for, or None (auto aliases too)."""
         if model in self.groups:
             return model
         return self.aliases.get(model)
+
+    def targets(self, model: str) -> tuple[str, ...]:
+        """Every group a model name may reach: an auto alias reaches two; unknown: none."""
+        return _targets(model, self.groups, self.aliases, self.auto_aliases)
 
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -903,24 +1016,9 @@ def _build(
     if not deployments:
         warnings.append("model_list: no deployments; every call answers NOT_FOUND")
 
-    aliases: dict[str, str] = {}
-    for origin, mapping in (
-        ("router_settings.model_group_alias", router.model_group_alias),
-        ("switchboard.aliases", raw.switchboard.aliases),
-    ):
-        for alias, target in mapping.items():
-            if alias in groups:
-                problems.append(f"{origin}.{alias}: alias shadows the model group of that name")
-            elif target not in groups and origin.startswith("router_settings"):
-                # LiteLLM loads it; a call to the alias then finds no deployment.
-                ignored.append(f"{origin}.{alias}")
-                warnings.append(
-                    f"{origin}.{alias}: target {target!r} is not a model group; ignored"
-                )
-            elif target not in groups:
-                problems.append(f"{origin}.{alias}: target {target!r} is not a model group")
-            else:
-                aliases[alias] = target
+    aliases, alias_defaults, auto_aliases = _aliases(
+        router.model_group_alias, raw.switchboard.aliases, groups, problems, ignored, warnings
+    )
 
     router_settings = RouterSettings(
         routing_strategy=ROUTING_STRATEGIES[router.routing_strategy],
@@ -1028,8 +1126,19 @@ def _build(
         providers=ProviderSettings(fast_path=raw.switchboard.providers.fast_path),
         ignored=tuple(ignored),
         warnings=tuple(warnings),
-        keys=_keys(raw.switchboard.keys, groups, aliases, problems),
+        keys=_keys(raw.switchboard.keys, groups, aliases, auto_aliases, problems),
         cache=cache,
+        alias_defaults=alias_defaults,
+        auto_aliases=auto_aliases,
+        teams={
+            name: Budget(b.max_budget, b.budget_duration)
+            for name, b in raw.switchboard.teams.items()
+        },
+        provider_budgets={
+            name: Budget(b.budget_limit, b.time_period)
+            for name, b in router.provider_budget_config.items()
+        },
+        state_redis=_state_redis(raw.switchboard.redis),
     )
 
 
@@ -1191,6 +1300,7 @@ def _keys(
     raw_keys: Sequence[RawKey],
     groups: Mapping[str, object],
     aliases: Mapping[str, str],
+    auto_aliases: Mapping[str, AutoAlias],
     problems: list[str],
 ) -> tuple[CallerKey, ...]:
     """Caller keys with their models resolved to groups, so an alias and its group agree."""
@@ -1212,11 +1322,11 @@ def _keys(
                     problems.append(f"{where}.models[{j}]: '*' allows every model; list it alone")
                 allowed = None
                 break
-            group = model if model in groups else aliases.get(model)
-            if group is None:
+            reached = _targets(model, groups, aliases, auto_aliases)
+            if not reached:
                 problems.append(f"{where}.models[{j}]: {model!r} is not a model group or alias")
             elif allowed is not None:
-                allowed.add(group)
+                allowed.update(reached)
         everything = allowed is None or not raw.models
         keys.append(
             CallerKey(
@@ -1228,9 +1338,111 @@ def _keys(
                 tpm=raw.tpm,
                 metadata=dict(raw.metadata),
                 admin=raw.admin,
+                budget=None
+                if raw.max_budget is None
+                else Budget(raw.max_budget, raw.budget_duration),
             )
         )
     return tuple(keys)
+
+
+def _targets(
+    model: str,
+    groups: Mapping[str, object],
+    aliases: Mapping[str, str],
+    auto_aliases: Mapping[str, AutoAlias],
+) -> tuple[str, ...]:
+    """The groups a model name can reach: itself, its alias's target, or an auto's two."""
+    if model in groups:
+        return (model,)
+    if model in aliases:
+        return (aliases[model],)
+    auto = auto_aliases.get(model)
+    return (auto.simple, auto.hard) if auto is not None else ()
+
+
+def _aliases(
+    litellm_aliases: Mapping[str, str],
+    ours: Mapping[str, str | RawAlias],
+    groups: Mapping[str, object],
+    problems: list[str],
+    ignored: list[str],
+    warnings: list[str],
+) -> tuple[dict[str, str], dict[str, Sampling], dict[str, AutoAlias]]:
+    """LiteLLM's model_group_alias, then ours (which may add defaults or route by difficulty).
+
+    LiteLLM loads an alias to no group and fails the call; here it is reported
+    and left out. Our own section is strict: a wrong target is an error.
+    """
+    aliases: dict[str, str] = {}
+    defaults: dict[str, Sampling] = {}
+    autos: dict[str, AutoAlias] = {}
+    for alias, target in litellm_aliases.items():
+        where = f"router_settings.model_group_alias.{alias}"
+        if alias in groups:
+            problems.append(f"{where}: alias shadows the model group of that name")
+        elif target not in groups:
+            ignored.append(where)
+            warnings.append(f"{where}: target {target!r} is not a model group; ignored")
+        else:
+            aliases[alias] = target
+    for alias, spec in ours.items():
+        where = f"switchboard.aliases.{alias}"
+        if alias in groups:
+            problems.append(f"{where}: alias shadows the model group of that name")
+            continue
+        if isinstance(spec, str):
+            spec = RawAlias(target=spec)
+        aliases.pop(alias, None)
+        if (spec.target is None) == (spec.auto is None):
+            problems.append(f"{where}: give either `target` (a model group) or `auto`, not both")
+            continue
+        if spec.target is not None:
+            if spec.target not in groups:
+                problems.append(f"{where}: target {spec.target!r} is not a model group")
+                continue
+            aliases[alias] = spec.target
+        elif spec.auto is not None:
+            auto = spec.auto
+            bad = [
+                f"{where}.auto.{tier}: {name!r} is not a model group"
+                for tier, name in (("simple", auto.simple), ("hard", auto.hard))
+                if name not in groups
+            ]
+            if bad:
+                problems.extend(bad)
+                continue
+            autos[alias] = AutoAlias(auto.simple, auto.hard, auto.threshold)
+        sampling = _sampling(spec.defaults)
+        if sampling != Sampling():
+            defaults[alias] = sampling
+    return aliases, defaults, autos
+
+
+def _sampling(raw: RawSamplingDefaults) -> Sampling:
+    return Sampling(
+        max_tokens=raw.max_tokens,
+        temperature=raw.temperature,
+        top_p=raw.top_p,
+        stop=tuple(raw.stop or ()),
+        seed=raw.seed,
+        presence_penalty=raw.presence_penalty,
+        frequency_penalty=raw.frequency_penalty,
+    )
+
+
+def _state_redis(ours: RawStateRedis | None) -> RedisSettings | None:
+    if ours is None:
+        return None
+    return RedisSettings(
+        url=ours.url,
+        host=ours.host,
+        port=ours.port,
+        password=ours.password,
+        db=ours.db,
+        prefix=ours.prefix,
+        timeout_s=ours.timeout_seconds,
+    )
 
 
 def _coalesce(*values: T | None) -> T | None:

@@ -141,6 +141,29 @@ class Caller:
     # May call operators' RPCs (InvalidateCache).
     admin: bool = False
 
+    @property
+    def team(self) -> str | None:
+        """The team whose budget and spend this caller shares (key metadata `team`)."""
+        return self.metadata.get("team") or None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoChoice:
+    """How an `auto` alias classified a prompt and which group it chose."""
+
+    tier: str
+    score: float
+    reason: str
+    model_group: str
+
+
+@dataclass(frozen=True, slots=True)
+class AliasChoice:
+    """The alias a caller named, kept once the request names its group instead."""
+
+    name: str
+    auto: AutoChoice | None = None
+
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
@@ -157,6 +180,8 @@ class CompletionRequest:
     fault: InjectedFault | None = None
     # The authenticated caller; None when no caller keys are configured.
     caller: Caller | None = None
+    # Set once an alias was expanded: `model` then names the group it chose.
+    alias: AliasChoice | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +273,8 @@ class RouteFacts:
     queued_s: float = 0.0
     # Set when the answer came from the cache (then cache_hit is true and cost_usd 0).
     cache: CacheFacts | None = None
+    # The alias the caller named, and an auto alias's decision.
+    alias: AliasChoice | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ place; `api/` turns it into a gRPC status in one place.
     ├── Unauthenticated           UNAUTHENTICATED
     ├── PermissionDenied          PERMISSION_DENIED
     ├── CapacityExhausted         RESOURCE_EXHAUSTED   (our own limits; retry_after)
+    │   └── BudgetExceeded        RESOURCE_EXHAUSTED   (a key's or team's spend; until reset)
     ├── DeadlineExceeded          DEADLINE_EXCEEDED    (the caller's deadline is spent)
     ├── NoDeploymentAvailable     UNAVAILABLE          (every candidate failed; keeps them all)
     ├── AllCoolingDown            UNAVAILABLE          (every candidate paused; retry_after;
@@ -184,6 +185,14 @@ class CacheDisabled(SwitchboardError):
     log_level = logging.INFO
 
 
+class StatsDisabled(SwitchboardError):
+    """GetStats on a gateway built without a ledger (embedded uses; the server always has one)."""
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "STATS_DISABLED"
+    log_level = logging.INFO
+
+
 class CapacityExhausted(SwitchboardError):
     """Our own limits leave no room within the deadline or the queue bound."""
 
@@ -203,6 +212,23 @@ class CapacityExhausted(SwitchboardError):
 
     def info(self) -> dict[str, str]:
         return {"limit": self.limit_key}
+
+
+class BudgetExceeded(CapacityExhausted):
+    """A key's or team's budget has no room for the call: refused before any upstream call.
+
+    `limit_key` names the budget (`budget:key:NAME`, `budget:team:NAME`) for the
+    QuotaFailure; the wait is the time until its window resets, None when the
+    budget never resets or the call alone could never fit in it.
+    """
+
+    reason = "BUDGET_EXCEEDED"
+
+    def __init__(self, message: str, *, budget: str, wait_s: float | None) -> None:
+        super().__init__(message, limit_key=budget, wait_s=wait_s)
+
+    def info(self) -> dict[str, str]:
+        return {"budget": self.limit_key}
 
 
 class DeadlineExceeded(SwitchboardError):

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from switchboard.accounting import AttemptRecord, CallRecord, Ledger
 from switchboard.attempt import AttemptScope, Counts
 from switchboard.cache.service import ResponseCache, StreamRecorder
 from switchboard.config import Deployment, Settings
@@ -46,13 +48,16 @@ from switchboard.errors import (
     ModelNotFound,
     NoDeploymentAvailable,
     ProviderError,
+    SwitchboardError,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from switchboard.limits.admission import Admission, Refusal, Reservation, deployment_key
+from switchboard.limits.budgets import BudgetGuard, BudgetHold
 from switchboard.providers import Provider, ProviderStream
 from switchboard.routing import CallKind, FallbackKind, HealthView, Planner, Router
+from switchboard.routing.aliases import AliasExpander
 from switchboard.telemetry.recorder import Recorder
 from switchboard.telemetry.setup import Telemetry
 
@@ -105,6 +110,14 @@ class _Call:
 
 
 @dataclass(slots=True)
+class _CallLog:
+    """What the accounting needs of a call however it ends: its attempts and budget hold."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    hold: BudgetHold | None = None
+
+
+@dataclass(slots=True)
 class _Progress:
     """What a stream has said so far, for its final event."""
 
@@ -142,7 +155,11 @@ class Gateway:
         rng: random.Random | None = None,
         cache: ResponseCache | None = None,
         wall: Clock = time.time,
+        ledger: Ledger | None = None,
+        budgets: BudgetGuard | None = None,
     ) -> None:
+        """`ledger`: where each call's spend and figures are added up (None: nowhere);
+        `budgets`: the key, team and provider budgets (None: none)."""
         self._recorder = recorder or Recorder(Telemetry(), clock)
         self._settings = settings
         self._provider = provider
@@ -155,16 +172,29 @@ class Gateway:
         self._cache = cache
         self._wall = wall
         self._counts = Counts(started=router.started, finished=router.finished)
+        self._aliases = AliasExpander(settings)
+        self._ledger = ledger
+        self._budgets = budgets
+        self._providers = {d.id: d.provider for d in settings.deployments}
+        # Per deployment, USD per input and per output token (prices never change).
+        self._rates: dict[str, tuple[float, float]] = {}
 
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    async def start(self) -> None:
+        """Load shared spend (budgets hold from the first call) and start its flushes."""
+        if self._ledger is not None:
+            await self._ledger.start()
 
     async def aclose(self) -> None:
         """Release the provider's pooled connections; after the server has stopped."""
         await self._provider.aclose()
         if self._cache is not None:
             await self._cache.aclose()
+        if self._ledger is not None:
+            await self._ledger.aclose()
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -173,6 +203,30 @@ class Gateway:
     @property
     def admission(self) -> Admission:
         return self._admission
+
+    @property
+    def ledger(self) -> Ledger | None:
+        return self._ledger
+
+    @property
+    def budgets(self) -> BudgetGuard | None:
+        return self._budgets
+
+    def auto_threshold(self, alias: str) -> float:
+        return self._aliases.threshold(alias)
+
+    def rates(self, deployment: Deployment) -> tuple[float, float]:
+        """USD per input token and per output token; 0 where the price is unknown."""
+        rates = self._rates.get(deployment.id)
+        if rates is None:
+            per = 1_000_000
+            price = self._provider.price
+            rates = (
+                price(deployment, Usage(input_tokens=per)) / per,
+                price(deployment, Usage(output_tokens=per)) / per,
+            )
+            self._rates[deployment.id] = rates
+        return rates
 
     def status(self, deployment: Deployment) -> DeploymentStatus:
         requests, tokens = self._admission.headroom(deployment_key(deployment.id))
@@ -195,32 +249,46 @@ class Gateway:
         return group
 
     async def complete(self, request: CompletionRequest, *, deadline: float | None) -> Completion:
+        started = self._clock()
+        request = self._aliases.expand(request)
+        log = _CallLog()
         try:
-            completion = await self._cached_complete(request, deadline)
+            completion = await self._cached_complete(request, deadline, log)
         except BaseException as exc:
-            self._recorder.call_failed(self._group_of(request), exc, caller=_caller_name(request))
+            self._recorder.call_failed(
+                self._group_of(request), exc, caller=_caller_name(request), alias=request.alias
+            )
+            self._account(request, log, started, failure=exc)
             raise
+        if request.alias is not None:
+            route = dataclasses.replace(completion.route, alias=request.alias)
+            completion = Completion(response=completion.response, route=route)
         self._recorder.call_succeeded(
             self._group_of(request), completion.route, caller=_caller_name(request)
+        )
+        self._account(
+            request, log, started, route=completion.route, usage=completion.response.usage
         )
         return completion
 
     async def _cached_complete(
-        self, request: CompletionRequest, deadline: float | None
+        self, request: CompletionRequest, deadline: float | None, log: _CallLog
     ) -> Completion:
         cache = self._cache
         if cache is None:
-            return await self._complete(request, deadline)
+            return await self._complete(request, deadline, log)
         lookup = await cache.lookup(request, self.resolve(request.model))
         if lookup is not None and lookup.hit is not None:
             return cache.completion_of(lookup.hit)
-        completion = await self._complete(request, deadline)
+        completion = await self._complete(request, deadline, log)
         if lookup is not None:
             await cache.store(request, lookup, cache.answer_of(completion))
         return completion
 
-    async def _complete(self, request: CompletionRequest, deadline: float | None) -> Completion:
-        call = self._new_call(request, CallKind.COMPLETE)
+    async def _complete(
+        self, request: CompletionRequest, deadline: float | None, log: _CallLog
+    ) -> Completion:
+        call = self._new_call(request, CallKind.COMPLETE, log)
         async with contextlib.aclosing(self._attempts(request, call, deadline)) as attempts:
             async for attempt in attempts:
                 try:
@@ -256,25 +324,35 @@ class Gateway:
         upstream stream at once and settles the reservation with what was
         delivered.
         """
-        events = self._cached_stream(request, deadline)
+        started = self._clock()
+        request = self._aliases.expand(request)
+        log = _CallLog()
+        events = self._cached_stream(request, deadline, log)
         try:
             async for event in events:
                 if isinstance(event, StreamFinal):
+                    if request.alias is not None:
+                        route = dataclasses.replace(event.route, alias=request.alias)
+                        event = dataclasses.replace(event, route=route)
                     self._recorder.call_succeeded(
                         self._group_of(request),
                         event.route,
                         time_to_first_chunk_s=event.time_to_first_chunk_s,
                         caller=_caller_name(request),
                     )
+                    self._account(request, log, started, route=event.route, usage=event.usage)
                 yield event
         except BaseException as exc:
-            self._recorder.call_failed(self._group_of(request), exc, caller=_caller_name(request))
+            self._recorder.call_failed(
+                self._group_of(request), exc, caller=_caller_name(request), alias=request.alias
+            )
+            self._account(request, log, started, failure=exc)
             raise
         finally:
             await events.aclose()
 
     async def _cached_stream(
-        self, request: CompletionRequest, deadline: float | None
+        self, request: CompletionRequest, deadline: float | None, log: _CallLog
     ) -> AsyncGenerator[StreamEvent, None]:
         """A hit replays the stored answer; a miss streams and stores it once whole.
 
@@ -283,7 +361,7 @@ class Gateway:
         """
         cache = self._cache
         if cache is None:
-            async with contextlib.aclosing(self._stream(request, deadline)) as events:
+            async with contextlib.aclosing(self._stream(request, deadline, log)) as events:
                 async for event in events:
                     yield event
             return
@@ -294,7 +372,7 @@ class Gateway:
                 yield replayed
             return
         recorder = StreamRecorder()
-        async with contextlib.aclosing(self._stream(request, deadline, started)) as events:
+        async with contextlib.aclosing(self._stream(request, deadline, log, started)) as events:
             async for event in events:
                 if isinstance(event, StreamFinal):
                     if lookup is not None:
@@ -304,10 +382,14 @@ class Gateway:
                 yield event
 
     async def _stream(
-        self, request: CompletionRequest, deadline: float | None, started: float | None = None
+        self,
+        request: CompletionRequest,
+        deadline: float | None,
+        log: _CallLog,
+        started: float | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         started = self._clock() if started is None else started
-        call = self._new_call(request, CallKind.STREAM)
+        call = self._new_call(request, CallKind.STREAM, log)
         async with contextlib.aclosing(self._attempts(request, call, deadline)) as attempts:
             async for attempt in attempts:
                 deployment = attempt.deployment
@@ -429,12 +511,75 @@ class Gateway:
                     f"the stream sent nothing for {idle_s:g}s", deployment=attempt.deployment.id
                 ) from None
 
-    def _new_call(self, request: CompletionRequest, kind: CallKind) -> _Call:
-        return _Call(
-            group=self.resolve(request.model),
-            kind=kind,
-            prompt_tokens=self._provider.estimate_prompt_tokens(request),
-            attempts=[],
+    def _new_call(self, request: CompletionRequest, kind: CallKind, log: _CallLog) -> _Call:
+        """The call's state, once its budgets have room for it: nothing upstream before."""
+        group = self.resolve(request.model)
+        prompt_tokens = self._provider.estimate_prompt_tokens(request)
+        if self._budgets is not None:
+            log.hold = self._budgets.admit(
+                request.caller, self._worst_cost(request, group, prompt_tokens)
+            )
+        return _Call(group=group, kind=kind, prompt_tokens=prompt_tokens, attempts=log.attempts)
+
+    def _worst_cost(self, request: CompletionRequest, group: str, prompt_tokens: int) -> float:
+        """The most the call may cost in its group: its prompt and output reservation."""
+        worst = 0.0
+        for deployment in self._settings.groups[group]:
+            per_input, per_output = self.rates(deployment)
+            output = self._output_reservation(request, deployment)
+            worst = max(worst, prompt_tokens * per_input + output * per_output)
+        return worst
+
+    def _account(
+        self,
+        request: CompletionRequest,
+        log: _CallLog,
+        started: float,
+        *,
+        route: RouteFacts | None = None,
+        usage: Usage | None = None,
+        failure: BaseException | None = None,
+    ) -> None:
+        """Release the call's budget hold; add its spend and figures to the ledger."""
+        if log.hold is not None:
+            log.hold.release()
+            log.hold = None
+        ledger = self._ledger
+        group = request.model
+        if ledger is None or group not in self._settings.groups:
+            # A name that is no group (NOT_FOUND) is the caller's text: never an entity.
+            return
+        caller = request.caller
+        usage = usage or Usage()
+        attempts = []
+        for attempt in log.attempts:
+            answered = route is not None and attempt.outcome is Outcome.SUCCESS
+            attempts.append(
+                AttemptRecord(
+                    deployment=attempt.deployment,
+                    provider=self._providers.get(attempt.deployment, ""),
+                    outcome=attempt.outcome.value,
+                    latency_s=attempt.latency_s,
+                    input_tokens=usage.input_tokens if answered else 0,
+                    output_tokens=usage.output_tokens if answered else 0,
+                    cost_usd=route.cost_usd if route is not None and answered else 0.0,
+                )
+            )
+        cache = route.cache if route is not None else None
+        ledger.record(
+            CallRecord(
+                group=group,
+                key=caller.name if caller is not None else None,
+                team=caller.team if caller is not None else None,
+                outcome="success" if failure is None else _failure_kind(failure),
+                latency_s=self._clock() - started,
+                attempts=tuple(attempts),
+                input_tokens=usage.input_tokens if cache is None else 0,
+                output_tokens=usage.output_tokens if cache is None else 0,
+                cost_usd=route.cost_usd if route is not None else 0.0,
+                saved_usd=cache.cost_saved_usd if cache is not None else 0.0,
+                cache_hit=cache is not None,
+            )
         )
 
     @staticmethod
@@ -764,6 +909,15 @@ class Gateway:
             queued_s=call.queued_s,
             candidates=attempt.candidates,
         )
+
+
+def _failure_kind(failure: BaseException) -> str:
+    """A bounded name for how a call failed: the error tree's reason, or `cancelled`."""
+    if isinstance(failure, SwitchboardError):
+        return failure.reason.lower()
+    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    return "internal"
 
 
 def _caller_name(request: CompletionRequest) -> str | None:

@@ -10,6 +10,8 @@ connections among them, and supervises them:
   no other program can take the port between a worker's restart and bind.
 - It runs the in-process simulator, when the config has one, so there is
   one simulator however many workers call it.
+- Budgets are shared through `switchboard.redis` when it is configured;
+  without it each worker may spend 1/N of every key, team and provider budget.
 - Limits are not shared between processes (yet: that needs Redis), so worker
   i of N enforces its share of every deployment and key limit: the limit
   divided by N, the remainder spread over the first workers. Together they
@@ -31,10 +33,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from switchboard.config import Address, Settings
+from switchboard.config import Address, Budget, Settings
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +101,41 @@ def worker_settings(settings: Settings, index: int, count: int) -> Settings:
     by_id = {d.id: d for d in deployments}
     groups = {name: tuple(by_id[d.id] for d in deps) for name, deps in settings.groups.items()}
     keys = tuple(
-        dataclasses.replace(k, rpm=share(k.rpm, index, count), tpm=share(k.tpm, index, count))
+        dataclasses.replace(
+            k,
+            rpm=share(k.rpm, index, count),
+            tpm=share(k.tpm, index, count),
+            budget=_budget_share(k.budget, count, settings),
+        )
         for k in settings.keys
     )
     return dataclasses.replace(
-        settings, deployments=deployments, groups=groups, keys=keys, simulator=None, workers=1
+        settings,
+        deployments=deployments,
+        groups=groups,
+        keys=keys,
+        simulator=None,
+        workers=1,
+        teams=_budget_shares(settings.teams, count, settings),
+        provider_budgets=_budget_shares(settings.provider_budgets, count, settings),
     )
+
+
+def _budget_share(budget: Budget | None, count: int, settings: Settings) -> Budget | None:
+    """Without Redis each worker's spend is its own: it may spend 1/N of each budget."""
+    if budget is None or settings.state_redis is not None:
+        return budget
+    return dataclasses.replace(budget, max_usd=budget.max_usd / count)
+
+
+def _budget_shares(
+    budgets: Mapping[str, Budget], count: int, settings: Settings
+) -> dict[str, Budget]:
+    return {
+        name: share
+        for name, budget in budgets.items()
+        if (share := _budget_share(budget, count, settings)) is not None
+    }
 
 
 def parse_worker(text: str) -> tuple[int, int]:

@@ -123,7 +123,7 @@ def test_default_config_is_valid_and_serves_chat_from_three_deployments() -> Non
 
 def test_check_config_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(REPO / "configs" / "default.yaml")]) == 0
-    assert "ok: 3 deployments" in capsys.readouterr().out
+    assert "ok: 5 deployments" in capsys.readouterr().out
     assert main(["check-config", str(HERE / "bad" / "negative-rpm.yaml")]) == 1
     assert "model_list[0].litellm_params.rpm" in capsys.readouterr().err
     assert main(["check-config", str(HERE / "does-not-exist.yaml")]) == 1

@@ -322,6 +322,62 @@ func (DeploymentState) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
 }
 
+// A period of GetStats: the current UTC hour, day or month, or all time.
+type StatsPeriod int32
+
+const (
+	StatsPeriod_STATS_PERIOD_UNSPECIFIED StatsPeriod = 0
+	StatsPeriod_STATS_PERIOD_HOUR        StatsPeriod = 1
+	StatsPeriod_STATS_PERIOD_DAY         StatsPeriod = 2
+	StatsPeriod_STATS_PERIOD_MONTH       StatsPeriod = 3
+	StatsPeriod_STATS_PERIOD_TOTAL       StatsPeriod = 4
+)
+
+// Enum value maps for StatsPeriod.
+var (
+	StatsPeriod_name = map[int32]string{
+		0: "STATS_PERIOD_UNSPECIFIED",
+		1: "STATS_PERIOD_HOUR",
+		2: "STATS_PERIOD_DAY",
+		3: "STATS_PERIOD_MONTH",
+		4: "STATS_PERIOD_TOTAL",
+	}
+	StatsPeriod_value = map[string]int32{
+		"STATS_PERIOD_UNSPECIFIED": 0,
+		"STATS_PERIOD_HOUR":        1,
+		"STATS_PERIOD_DAY":         2,
+		"STATS_PERIOD_MONTH":       3,
+		"STATS_PERIOD_TOTAL":       4,
+	}
+)
+
+func (x StatsPeriod) Enum() *StatsPeriod {
+	p := new(StatsPeriod)
+	*p = x
+	return p
+}
+
+func (x StatsPeriod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StatsPeriod) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_gateway_proto_enumTypes[5].Descriptor()
+}
+
+func (StatsPeriod) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_gateway_proto_enumTypes[5]
+}
+
+func (x StatsPeriod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StatsPeriod.Descriptor instead.
+func (StatsPeriod) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
+}
+
 // A tool call the assistant made.
 type ToolCall struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1150,7 +1206,11 @@ type RoutingDecision struct {
 	// Time spent waiting for limiter headroom or for a cooldown to end.
 	QueueWait *durationpb.Duration `protobuf:"bytes,3,opt,name=queue_wait,json=queueWait,proto3" json:"queue_wait,omitempty"`
 	// The eligible deployments the strategy chose among for the answering attempt.
-	Candidates    []string `protobuf:"bytes,4,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	Candidates []string `protobuf:"bytes,4,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	// The alias the caller named, when it named one (`fast`, `auto`, ...).
+	Alias string `protobuf:"bytes,5,opt,name=alias,proto3" json:"alias,omitempty"`
+	// Set when an `auto` alias chose the model group by the prompt's difficulty.
+	Auto          *AutoDecision `protobuf:"bytes,6,opt,name=auto,proto3" json:"auto,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1213,6 +1273,93 @@ func (x *RoutingDecision) GetCandidates() []string {
 	return nil
 }
 
+func (x *RoutingDecision) GetAlias() string {
+	if x != nil {
+		return x.Alias
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetAuto() *AutoDecision {
+	if x != nil {
+		return x.Auto
+	}
+	return nil
+}
+
+// How an `auto` alias classified the prompt and where it sent it.
+type AutoDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `simple` or `hard`.
+	Tier string `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
+	// The classifier's difficulty score in [0, 1]; `hard` from the threshold up.
+	Score float64 `protobuf:"fixed64,2,opt,name=score,proto3" json:"score,omitempty"`
+	// The features that decided, for example `hard: score 0.71 >= 0.45 (code, multi_step)`.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The model group the tier maps to.
+	ModelGroup    string `protobuf:"bytes,4,opt,name=model_group,json=modelGroup,proto3" json:"model_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoDecision) Reset() {
+	*x = AutoDecision{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoDecision) ProtoMessage() {}
+
+func (x *AutoDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoDecision.ProtoReflect.Descriptor instead.
+func (*AutoDecision) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AutoDecision) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *AutoDecision) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *AutoDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AutoDecision) GetModelGroup() string {
+	if x != nil {
+		return x.ModelGroup
+	}
+	return ""
+}
+
 // A fragment of a tool call in a stream.
 type ToolCallDelta struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1226,7 +1373,7 @@ type ToolCallDelta struct {
 
 func (x *ToolCallDelta) Reset() {
 	*x = ToolCallDelta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1385,7 @@ func (x *ToolCallDelta) String() string {
 func (*ToolCallDelta) ProtoMessage() {}
 
 func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1398,7 @@ func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
 func (*ToolCallDelta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ToolCallDelta) GetIndex() uint32 {
@@ -1293,7 +1440,7 @@ type Delta struct {
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1452,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1465,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Delta) GetContent() string {
@@ -1359,7 +1506,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1518,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1531,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Final) GetId() string {
@@ -1492,7 +1639,7 @@ type StreamCompleteResponse struct {
 
 func (x *StreamCompleteResponse) Reset() {
 	*x = StreamCompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1651,7 @@ func (x *StreamCompleteResponse) String() string {
 func (*StreamCompleteResponse) ProtoMessage() {}
 
 func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1664,7 @@ func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCompleteResponse.ProtoReflect.Descriptor instead.
 func (*StreamCompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamCompleteResponse) GetEvent() isStreamCompleteResponse_Event {
@@ -1569,7 +1716,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1728,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1741,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
 }
 
 // One provider deployment of a model group.
@@ -1615,14 +1762,16 @@ type Deployment struct {
 	// Calls (streams until their end) in flight on this deployment now.
 	InFlight uint32 `protobuf:"varint,10,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
 	// Share of routed calls it accepts now: 1 when healthy, growing while ramping.
-	TrafficShare  float64 `protobuf:"fixed64,11,opt,name=traffic_share,json=trafficShare,proto3" json:"traffic_share,omitempty"`
+	TrafficShare float64 `protobuf:"fixed64,11,opt,name=traffic_share,json=trafficShare,proto3" json:"traffic_share,omitempty"`
+	// What it charges; absent when its price is unknown.
+	Price         *Price `protobuf:"bytes,12,opt,name=price,proto3" json:"price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deployment) Reset() {
 	*x = Deployment{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1783,7 @@ func (x *Deployment) String() string {
 func (*Deployment) ProtoMessage() {}
 
 func (x *Deployment) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1796,7 @@ func (x *Deployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
 func (*Deployment) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Deployment) GetId() string {
@@ -1727,6 +1876,221 @@ func (x *Deployment) GetTrafficShare() float64 {
 	return 0
 }
 
+func (x *Deployment) GetPrice() *Price {
+	if x != nil {
+		return x.Price
+	}
+	return nil
+}
+
+// A price per 1,000 tokens, in US dollars.
+type Price struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	InputPer_1KUsd  float64                `protobuf:"fixed64,1,opt,name=input_per_1k_usd,json=inputPer1kUsd,proto3" json:"input_per_1k_usd,omitempty"`
+	OutputPer_1KUsd float64                `protobuf:"fixed64,2,opt,name=output_per_1k_usd,json=outputPer1kUsd,proto3" json:"output_per_1k_usd,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Price) Reset() {
+	*x = Price{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Price) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Price) ProtoMessage() {}
+
+func (x *Price) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Price.ProtoReflect.Descriptor instead.
+func (*Price) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Price) GetInputPer_1KUsd() float64 {
+	if x != nil {
+		return x.InputPer_1KUsd
+	}
+	return 0
+}
+
+func (x *Price) GetOutputPer_1KUsd() float64 {
+	if x != nil {
+		return x.OutputPer_1KUsd
+	}
+	return 0
+}
+
+// Sampling fields an alias sets when the request leaves them unset.
+type SamplingDefaults struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	MaxTokens        *uint32                `protobuf:"varint,1,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
+	Temperature      *float64               `protobuf:"fixed64,2,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
+	TopP             *float64               `protobuf:"fixed64,3,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
+	Stop             []string               `protobuf:"bytes,4,rep,name=stop,proto3" json:"stop,omitempty"`
+	Seed             *int64                 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
+	PresencePenalty  *float64               `protobuf:"fixed64,6,opt,name=presence_penalty,json=presencePenalty,proto3,oneof" json:"presence_penalty,omitempty"`
+	FrequencyPenalty *float64               `protobuf:"fixed64,7,opt,name=frequency_penalty,json=frequencyPenalty,proto3,oneof" json:"frequency_penalty,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SamplingDefaults) Reset() {
+	*x = SamplingDefaults{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SamplingDefaults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SamplingDefaults) ProtoMessage() {}
+
+func (x *SamplingDefaults) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SamplingDefaults.ProtoReflect.Descriptor instead.
+func (*SamplingDefaults) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SamplingDefaults) GetMaxTokens() uint32 {
+	if x != nil && x.MaxTokens != nil {
+		return *x.MaxTokens
+	}
+	return 0
+}
+
+func (x *SamplingDefaults) GetTemperature() float64 {
+	if x != nil && x.Temperature != nil {
+		return *x.Temperature
+	}
+	return 0
+}
+
+func (x *SamplingDefaults) GetTopP() float64 {
+	if x != nil && x.TopP != nil {
+		return *x.TopP
+	}
+	return 0
+}
+
+func (x *SamplingDefaults) GetStop() []string {
+	if x != nil {
+		return x.Stop
+	}
+	return nil
+}
+
+func (x *SamplingDefaults) GetSeed() int64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
+func (x *SamplingDefaults) GetPresencePenalty() float64 {
+	if x != nil && x.PresencePenalty != nil {
+		return *x.PresencePenalty
+	}
+	return 0
+}
+
+func (x *SamplingDefaults) GetFrequencyPenalty() float64 {
+	if x != nil && x.FrequencyPenalty != nil {
+		return *x.FrequencyPenalty
+	}
+	return 0
+}
+
+// An `auto` alias: simple prompts go to one group, hard ones to another.
+type AutoRoute struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SimpleTarget string                 `protobuf:"bytes,1,opt,name=simple_target,json=simpleTarget,proto3" json:"simple_target,omitempty"`
+	HardTarget   string                 `protobuf:"bytes,2,opt,name=hard_target,json=hardTarget,proto3" json:"hard_target,omitempty"`
+	// Difficulty scores from this up are hard.
+	Threshold     float64 `protobuf:"fixed64,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoRoute) Reset() {
+	*x = AutoRoute{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoRoute) ProtoMessage() {}
+
+func (x *AutoRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoRoute.ProtoReflect.Descriptor instead.
+func (*AutoRoute) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AutoRoute) GetSimpleTarget() string {
+	if x != nil {
+		return x.SimpleTarget
+	}
+	return ""
+}
+
+func (x *AutoRoute) GetHardTarget() string {
+	if x != nil {
+		return x.HardTarget
+	}
+	return ""
+}
+
+func (x *AutoRoute) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
 // A model group: deployments that serve the same model.
 type ModelGroup struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1740,7 +2104,7 @@ type ModelGroup struct {
 
 func (x *ModelGroup) Reset() {
 	*x = ModelGroup{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +2116,7 @@ func (x *ModelGroup) String() string {
 func (*ModelGroup) ProtoMessage() {}
 
 func (x *ModelGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +2129,7 @@ func (x *ModelGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelGroup.ProtoReflect.Descriptor instead.
 func (*ModelGroup) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ModelGroup) GetName() string {
@@ -1789,18 +2153,26 @@ func (x *ModelGroup) GetFallbacks() []string {
 	return nil
 }
 
-// An alias names a model group.
+// An alias names a model group, with sampling defaults, or routes by difficulty.
 type Alias struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The model group it stands for; for an `auto` alias, the group of hard prompts.
+	Target   string            `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Defaults *SamplingDefaults `protobuf:"bytes,3,opt,name=defaults,proto3" json:"defaults,omitempty"`
+	// The cheapest and the dearest deployment a call through the alias may reach;
+	// absent when no price is known.
+	MinPrice *Price `protobuf:"bytes,4,opt,name=min_price,json=minPrice,proto3" json:"min_price,omitempty"`
+	MaxPrice *Price `protobuf:"bytes,5,opt,name=max_price,json=maxPrice,proto3" json:"max_price,omitempty"`
+	// Set for an alias that routes by the prompt's difficulty.
+	Auto          *AutoRoute `protobuf:"bytes,6,opt,name=auto,proto3" json:"auto,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +2184,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +2197,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Alias) GetName() string {
@@ -1840,6 +2212,34 @@ func (x *Alias) GetTarget() string {
 		return x.Target
 	}
 	return ""
+}
+
+func (x *Alias) GetDefaults() *SamplingDefaults {
+	if x != nil {
+		return x.Defaults
+	}
+	return nil
+}
+
+func (x *Alias) GetMinPrice() *Price {
+	if x != nil {
+		return x.MinPrice
+	}
+	return nil
+}
+
+func (x *Alias) GetMaxPrice() *Price {
+	if x != nil {
+		return x.MaxPrice
+	}
+	return nil
+}
+
+func (x *Alias) GetAuto() *AutoRoute {
+	if x != nil {
+		return x.Auto
+	}
+	return nil
 }
 
 // One of the gateway's caches, as ListModels shows it.
@@ -1858,7 +2258,7 @@ type CacheStats struct {
 
 func (x *CacheStats) Reset() {
 	*x = CacheStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2270,7 @@ func (x *CacheStats) String() string {
 func (*CacheStats) ProtoMessage() {}
 
 func (x *CacheStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2283,7 @@ func (x *CacheStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheStats.ProtoReflect.Descriptor instead.
 func (*CacheStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CacheStats) GetName() string {
@@ -1926,7 +2326,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2338,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2351,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListModelsResponse) GetGroups() []*ModelGroup {
@@ -1987,7 +2387,7 @@ type InvalidateCacheRequest struct {
 
 func (x *InvalidateCacheRequest) Reset() {
 	*x = InvalidateCacheRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2399,7 @@ func (x *InvalidateCacheRequest) String() string {
 func (*InvalidateCacheRequest) ProtoMessage() {}
 
 func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2412,7 @@ func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheRequest.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *InvalidateCacheRequest) GetNamespace() string {
@@ -2039,7 +2439,7 @@ type InvalidateCacheResponse struct {
 
 func (x *InvalidateCacheResponse) Reset() {
 	*x = InvalidateCacheResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2451,7 @@ func (x *InvalidateCacheResponse) String() string {
 func (*InvalidateCacheResponse) ProtoMessage() {}
 
 func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2464,7 @@ func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InvalidateCacheResponse) GetRemoved() uint64 {
@@ -2072,6 +2472,645 @@ func (x *InvalidateCacheResponse) GetRemoved() uint64 {
 		return x.Removed
 	}
 	return 0
+}
+
+type GetStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unspecified: the current day.
+	Period        StatsPeriod `protobuf:"varint,1,opt,name=period,proto3,enum=switchboard.v1.StatsPeriod" json:"period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetStatsRequest) GetPeriod() StatsPeriod {
+	if x != nil {
+		return x.Period
+	}
+	return StatsPeriod_STATS_PERIOD_UNSPECIFIED
+}
+
+// What a set of calls did, over the requested period.
+type CallStats struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Requests uint64                 `protobuf:"varint,1,opt,name=requests,proto3" json:"requests,omitempty"`
+	// Failed requests by kind (`rate_limited`, `timeout`, `budget_exceeded`, ...).
+	Errors map[string]uint64 `protobuf:"bytes,2,rep,name=errors,proto3" json:"errors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Absent when there was no call.
+	LatencyP50   *durationpb.Duration `protobuf:"bytes,3,opt,name=latency_p50,json=latencyP50,proto3" json:"latency_p50,omitempty"`
+	LatencyP95   *durationpb.Duration `protobuf:"bytes,4,opt,name=latency_p95,json=latencyP95,proto3" json:"latency_p95,omitempty"`
+	InputTokens  uint64               `protobuf:"varint,5,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
+	OutputTokens uint64               `protobuf:"varint,6,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	SpendUsd     float64              `protobuf:"fixed64,7,opt,name=spend_usd,json=spendUsd,proto3" json:"spend_usd,omitempty"`
+	// What answers from the cache would have cost (they cost nothing).
+	SavedUsd  float64 `protobuf:"fixed64,8,opt,name=saved_usd,json=savedUsd,proto3" json:"saved_usd,omitempty"`
+	CacheHits uint64  `protobuf:"varint,9,opt,name=cache_hits,json=cacheHits,proto3" json:"cache_hits,omitempty"`
+	// cache_hits / requests; 0 with no request.
+	CacheHitRate  float64 `protobuf:"fixed64,10,opt,name=cache_hit_rate,json=cacheHitRate,proto3" json:"cache_hit_rate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallStats) Reset() {
+	*x = CallStats{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallStats) ProtoMessage() {}
+
+func (x *CallStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallStats.ProtoReflect.Descriptor instead.
+func (*CallStats) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CallStats) GetRequests() uint64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *CallStats) GetErrors() map[string]uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *CallStats) GetLatencyP50() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP50
+	}
+	return nil
+}
+
+func (x *CallStats) GetLatencyP95() *durationpb.Duration {
+	if x != nil {
+		return x.LatencyP95
+	}
+	return nil
+}
+
+func (x *CallStats) GetInputTokens() uint64 {
+	if x != nil {
+		return x.InputTokens
+	}
+	return 0
+}
+
+func (x *CallStats) GetOutputTokens() uint64 {
+	if x != nil {
+		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *CallStats) GetSpendUsd() float64 {
+	if x != nil {
+		return x.SpendUsd
+	}
+	return 0
+}
+
+func (x *CallStats) GetSavedUsd() float64 {
+	if x != nil {
+		return x.SavedUsd
+	}
+	return 0
+}
+
+func (x *CallStats) GetCacheHits() uint64 {
+	if x != nil {
+		return x.CacheHits
+	}
+	return 0
+}
+
+func (x *CallStats) GetCacheHitRate() float64 {
+	if x != nil {
+		return x.CacheHitRate
+	}
+	return 0
+}
+
+// A spending limit and what has been spent against it in its current window.
+type BudgetStatus struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	MaxBudgetUsd float64                `protobuf:"fixed64,1,opt,name=max_budget_usd,json=maxBudgetUsd,proto3" json:"max_budget_usd,omitempty"`
+	SpendUsd     float64                `protobuf:"fixed64,2,opt,name=spend_usd,json=spendUsd,proto3" json:"spend_usd,omitempty"`
+	RemainingUsd float64                `protobuf:"fixed64,3,opt,name=remaining_usd,json=remainingUsd,proto3" json:"remaining_usd,omitempty"`
+	// LiteLLM's budget_duration, for example `1d` or `1mo`.
+	Duration      string                 `protobuf:"bytes,4,opt,name=duration,proto3" json:"duration,omitempty"`
+	ResetsAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=resets_at,json=resetsAt,proto3" json:"resets_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetStatus) Reset() {
+	*x = BudgetStatus{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetStatus) ProtoMessage() {}
+
+func (x *BudgetStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetStatus.ProtoReflect.Descriptor instead.
+func (*BudgetStatus) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *BudgetStatus) GetMaxBudgetUsd() float64 {
+	if x != nil {
+		return x.MaxBudgetUsd
+	}
+	return 0
+}
+
+func (x *BudgetStatus) GetSpendUsd() float64 {
+	if x != nil {
+		return x.SpendUsd
+	}
+	return 0
+}
+
+func (x *BudgetStatus) GetRemainingUsd() float64 {
+	if x != nil {
+		return x.RemainingUsd
+	}
+	return 0
+}
+
+func (x *BudgetStatus) GetDuration() string {
+	if x != nil {
+		return x.Duration
+	}
+	return ""
+}
+
+func (x *BudgetStatus) GetResetsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResetsAt
+	}
+	return nil
+}
+
+type GroupStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Calls         *CallStats             `protobuf:"bytes,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupStats) Reset() {
+	*x = GroupStats{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupStats) ProtoMessage() {}
+
+func (x *GroupStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupStats.ProtoReflect.Descriptor instead.
+func (*GroupStats) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GroupStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupStats) GetCalls() *CallStats {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type DeploymentStats struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ModelGroup string                 `protobuf:"bytes,2,opt,name=model_group,json=modelGroup,proto3" json:"model_group,omitempty"`
+	// Attempts sent to this deployment.
+	Calls *CallStats      `protobuf:"bytes,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	State DeploymentState `protobuf:"varint,4,opt,name=state,proto3,enum=switchboard.v1.DeploymentState" json:"state,omitempty"`
+	// Set while it cools down (or its provider is over budget).
+	CooldownUntil     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=cooldown_until,json=cooldownUntil,proto3" json:"cooldown_until,omitempty"`
+	RpmLimit          *uint64                `protobuf:"varint,6,opt,name=rpm_limit,json=rpmLimit,proto3,oneof" json:"rpm_limit,omitempty"`
+	TpmLimit          *uint64                `protobuf:"varint,7,opt,name=tpm_limit,json=tpmLimit,proto3,oneof" json:"tpm_limit,omitempty"`
+	RequestsRemaining *uint64                `protobuf:"varint,8,opt,name=requests_remaining,json=requestsRemaining,proto3,oneof" json:"requests_remaining,omitempty"`
+	TokensRemaining   *uint64                `protobuf:"varint,9,opt,name=tokens_remaining,json=tokensRemaining,proto3,oneof" json:"tokens_remaining,omitempty"`
+	InFlight          uint32                 `protobuf:"varint,10,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *DeploymentStats) Reset() {
+	*x = DeploymentStats{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeploymentStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeploymentStats) ProtoMessage() {}
+
+func (x *DeploymentStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeploymentStats.ProtoReflect.Descriptor instead.
+func (*DeploymentStats) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DeploymentStats) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeploymentStats) GetModelGroup() string {
+	if x != nil {
+		return x.ModelGroup
+	}
+	return ""
+}
+
+func (x *DeploymentStats) GetCalls() *CallStats {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+func (x *DeploymentStats) GetState() DeploymentState {
+	if x != nil {
+		return x.State
+	}
+	return DeploymentState_DEPLOYMENT_STATE_UNSPECIFIED
+}
+
+func (x *DeploymentStats) GetCooldownUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CooldownUntil
+	}
+	return nil
+}
+
+func (x *DeploymentStats) GetRpmLimit() uint64 {
+	if x != nil && x.RpmLimit != nil {
+		return *x.RpmLimit
+	}
+	return 0
+}
+
+func (x *DeploymentStats) GetTpmLimit() uint64 {
+	if x != nil && x.TpmLimit != nil {
+		return *x.TpmLimit
+	}
+	return 0
+}
+
+func (x *DeploymentStats) GetRequestsRemaining() uint64 {
+	if x != nil && x.RequestsRemaining != nil {
+		return *x.RequestsRemaining
+	}
+	return 0
+}
+
+func (x *DeploymentStats) GetTokensRemaining() uint64 {
+	if x != nil && x.TokensRemaining != nil {
+		return *x.TokensRemaining
+	}
+	return 0
+}
+
+func (x *DeploymentStats) GetInFlight() uint32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
+// A caller key or a team.
+type SpenderStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Calls *CallStats             `protobuf:"bytes,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	// Absent when it has no budget.
+	Budget        *BudgetStatus `protobuf:"bytes,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpenderStats) Reset() {
+	*x = SpenderStats{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpenderStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpenderStats) ProtoMessage() {}
+
+func (x *SpenderStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpenderStats.ProtoReflect.Descriptor instead.
+func (*SpenderStats) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SpenderStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SpenderStats) GetCalls() *CallStats {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+func (x *SpenderStats) GetBudget() *BudgetStatus {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+type ProviderStats struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SpendUsd float64                `protobuf:"fixed64,2,opt,name=spend_usd,json=spendUsd,proto3" json:"spend_usd,omitempty"`
+	// Absent when it has no budget.
+	Budget        *BudgetStatus `protobuf:"bytes,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderStats) Reset() {
+	*x = ProviderStats{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderStats) ProtoMessage() {}
+
+func (x *ProviderStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderStats.ProtoReflect.Descriptor instead.
+func (*ProviderStats) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ProviderStats) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProviderStats) GetSpendUsd() float64 {
+	if x != nil {
+		return x.SpendUsd
+	}
+	return 0
+}
+
+func (x *ProviderStats) GetBudget() *BudgetStatus {
+	if x != nil {
+		return x.Budget
+	}
+	return nil
+}
+
+type GetStatsResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Period      StatsPeriod            `protobuf:"varint,1,opt,name=period,proto3,enum=switchboard.v1.StatsPeriod" json:"period,omitempty"`
+	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	// True: the figures of every replica sharing this gateway's Redis; false:
+	// this process's own (no Redis configured, or Redis did not answer).
+	Shared        bool               `protobuf:"varint,3,opt,name=shared,proto3" json:"shared,omitempty"`
+	Groups        []*GroupStats      `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Deployments   []*DeploymentStats `protobuf:"bytes,5,rep,name=deployments,proto3" json:"deployments,omitempty"`
+	Keys          []*SpenderStats    `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
+	Teams         []*SpenderStats    `protobuf:"bytes,7,rep,name=teams,proto3" json:"teams,omitempty"`
+	Providers     []*ProviderStats   `protobuf:"bytes,8,rep,name=providers,proto3" json:"providers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetStatsResponse) GetPeriod() StatsPeriod {
+	if x != nil {
+		return x.Period
+	}
+	return StatsPeriod_STATS_PERIOD_UNSPECIFIED
+}
+
+func (x *GetStatsResponse) GetPeriodStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeriodStart
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
+}
+
+func (x *GetStatsResponse) GetGroups() []*GroupStats {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetDeployments() []*DeploymentStats {
+	if x != nil {
+		return x.Deployments
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetKeys() []*SpenderStats {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetTeams() []*SpenderStats {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetProviders() []*ProviderStats {
+	if x != nil {
+		return x.Providers
+	}
+	return nil
 }
 
 var File_switchboard_v1_gateway_proto protoreflect.FileDescriptor
@@ -2173,7 +3212,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\vmodel_group\x18\v \x01(\tR\n" +
 	"modelGroup\x129\n" +
 	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\x12.\n" +
-	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\"\xa3\x01\n" +
+	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\"\xeb\x01\n" +
 	"\x0fRoutingDecision\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x1a\n" +
 	"\bexplored\x18\x02 \x01(\bR\bexplored\x128\n" +
@@ -2181,7 +3220,15 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"queue_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tqueueWait\x12\x1e\n" +
 	"\n" +
 	"candidates\x18\x04 \x03(\tR\n" +
-	"candidates\"g\n" +
+	"candidates\x12\x14\n" +
+	"\x05alias\x18\x05 \x01(\tR\x05alias\x120\n" +
+	"\x04auto\x18\x06 \x01(\v2\x1c.switchboard.v1.AutoDecisionR\x04auto\"q\n" +
+	"\fAutoDecision\x12\x12\n" +
+	"\x04tier\x18\x01 \x01(\tR\x04tier\x12\x14\n" +
+	"\x05score\x18\x02 \x01(\x01R\x05score\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vmodel_group\x18\x04 \x01(\tR\n" +
+	"modelGroup\"g\n" +
 	"\rToolCallDelta\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -2213,7 +3260,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x05delta\x18\x01 \x01(\v2\x15.switchboard.v1.DeltaH\x00R\x05delta\x12-\n" +
 	"\x05final\x18\x02 \x01(\v2\x15.switchboard.v1.FinalH\x00R\x05finalB\a\n" +
 	"\x05event\"\x13\n" +
-	"\x11ListModelsRequest\"\xfa\x03\n" +
+	"\x11ListModelsRequest\"\xa7\x04\n" +
 	"\n" +
 	"Deployment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -2227,21 +3274,49 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x10tokens_remaining\x18\t \x01(\x04H\x03R\x0ftokensRemaining\x88\x01\x01\x12\x1b\n" +
 	"\tin_flight\x18\n" +
 	" \x01(\rR\binFlight\x12#\n" +
-	"\rtraffic_share\x18\v \x01(\x01R\ftrafficShareB\f\n" +
+	"\rtraffic_share\x18\v \x01(\x01R\ftrafficShare\x12+\n" +
+	"\x05price\x18\f \x01(\v2\x15.switchboard.v1.PriceR\x05priceB\f\n" +
 	"\n" +
 	"_rpm_limitB\f\n" +
 	"\n" +
 	"_tpm_limitB\x15\n" +
 	"\x13_requests_remainingB\x13\n" +
-	"\x11_tokens_remaining\"|\n" +
+	"\x11_tokens_remaining\"[\n" +
+	"\x05Price\x12'\n" +
+	"\x10input_per_1k_usd\x18\x01 \x01(\x01R\rinputPer1kUsd\x12)\n" +
+	"\x11output_per_1k_usd\x18\x02 \x01(\x01R\x0eoutputPer1kUsd\"\xe3\x02\n" +
+	"\x10SamplingDefaults\x12\"\n" +
+	"\n" +
+	"max_tokens\x18\x01 \x01(\rH\x00R\tmaxTokens\x88\x01\x01\x12%\n" +
+	"\vtemperature\x18\x02 \x01(\x01H\x01R\vtemperature\x88\x01\x01\x12\x18\n" +
+	"\x05top_p\x18\x03 \x01(\x01H\x02R\x04topP\x88\x01\x01\x12\x12\n" +
+	"\x04stop\x18\x04 \x03(\tR\x04stop\x12\x17\n" +
+	"\x04seed\x18\x05 \x01(\x03H\x03R\x04seed\x88\x01\x01\x12.\n" +
+	"\x10presence_penalty\x18\x06 \x01(\x01H\x04R\x0fpresencePenalty\x88\x01\x01\x120\n" +
+	"\x11frequency_penalty\x18\a \x01(\x01H\x05R\x10frequencyPenalty\x88\x01\x01B\r\n" +
+	"\v_max_tokensB\x0e\n" +
+	"\f_temperatureB\b\n" +
+	"\x06_top_pB\a\n" +
+	"\x05_seedB\x13\n" +
+	"\x11_presence_penaltyB\x14\n" +
+	"\x12_frequency_penalty\"o\n" +
+	"\tAutoRoute\x12#\n" +
+	"\rsimple_target\x18\x01 \x01(\tR\fsimpleTarget\x12\x1f\n" +
+	"\vhard_target\x18\x02 \x01(\tR\n" +
+	"hardTarget\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\x01R\tthreshold\"|\n" +
 	"\n" +
 	"ModelGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12<\n" +
 	"\vdeployments\x18\x02 \x03(\v2\x1a.switchboard.v1.DeploymentR\vdeployments\x12\x1c\n" +
-	"\tfallbacks\x18\x03 \x03(\tR\tfallbacks\"3\n" +
+	"\tfallbacks\x18\x03 \x03(\tR\tfallbacks\"\x88\x02\n" +
 	"\x05Alias\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06target\x18\x02 \x01(\tR\x06target\"y\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12<\n" +
+	"\bdefaults\x18\x03 \x01(\v2 .switchboard.v1.SamplingDefaultsR\bdefaults\x122\n" +
+	"\tmin_price\x18\x04 \x01(\v2\x15.switchboard.v1.PriceR\bminPrice\x122\n" +
+	"\tmax_price\x18\x05 \x01(\v2\x15.switchboard.v1.PriceR\bmaxPrice\x12-\n" +
+	"\x04auto\x18\x06 \x01(\v2\x19.switchboard.v1.AutoRouteR\x04auto\"y\n" +
 	"\n" +
 	"CacheStats\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -2257,7 +3332,73 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04tags\x18\x02 \x03(\tR\x04tags\"3\n" +
 	"\x17InvalidateCacheResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\x04R\aremoved*_\n" +
+	"\aremoved\x18\x01 \x01(\x04R\aremoved\"F\n" +
+	"\x0fGetStatsRequest\x123\n" +
+	"\x06period\x18\x01 \x01(\x0e2\x1b.switchboard.v1.StatsPeriodR\x06period\"\xe0\x03\n" +
+	"\tCallStats\x12\x1a\n" +
+	"\brequests\x18\x01 \x01(\x04R\brequests\x12=\n" +
+	"\x06errors\x18\x02 \x03(\v2%.switchboard.v1.CallStats.ErrorsEntryR\x06errors\x12:\n" +
+	"\vlatency_p50\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP50\x12:\n" +
+	"\vlatency_p95\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"latencyP95\x12!\n" +
+	"\finput_tokens\x18\x05 \x01(\x04R\vinputTokens\x12#\n" +
+	"\routput_tokens\x18\x06 \x01(\x04R\foutputTokens\x12\x1b\n" +
+	"\tspend_usd\x18\a \x01(\x01R\bspendUsd\x12\x1b\n" +
+	"\tsaved_usd\x18\b \x01(\x01R\bsavedUsd\x12\x1d\n" +
+	"\n" +
+	"cache_hits\x18\t \x01(\x04R\tcacheHits\x12$\n" +
+	"\x0ecache_hit_rate\x18\n" +
+	" \x01(\x01R\fcacheHitRate\x1a9\n" +
+	"\vErrorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xcb\x01\n" +
+	"\fBudgetStatus\x12$\n" +
+	"\x0emax_budget_usd\x18\x01 \x01(\x01R\fmaxBudgetUsd\x12\x1b\n" +
+	"\tspend_usd\x18\x02 \x01(\x01R\bspendUsd\x12#\n" +
+	"\rremaining_usd\x18\x03 \x01(\x01R\fremainingUsd\x12\x1a\n" +
+	"\bduration\x18\x04 \x01(\tR\bduration\x127\n" +
+	"\tresets_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bresetsAt\"Q\n" +
+	"\n" +
+	"GroupStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x05calls\x18\x02 \x01(\v2\x19.switchboard.v1.CallStatsR\x05calls\"\xfa\x03\n" +
+	"\x0fDeploymentStats\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vmodel_group\x18\x02 \x01(\tR\n" +
+	"modelGroup\x12/\n" +
+	"\x05calls\x18\x03 \x01(\v2\x19.switchboard.v1.CallStatsR\x05calls\x125\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x1f.switchboard.v1.DeploymentStateR\x05state\x12A\n" +
+	"\x0ecooldown_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rcooldownUntil\x12 \n" +
+	"\trpm_limit\x18\x06 \x01(\x04H\x00R\brpmLimit\x88\x01\x01\x12 \n" +
+	"\ttpm_limit\x18\a \x01(\x04H\x01R\btpmLimit\x88\x01\x01\x122\n" +
+	"\x12requests_remaining\x18\b \x01(\x04H\x02R\x11requestsRemaining\x88\x01\x01\x12.\n" +
+	"\x10tokens_remaining\x18\t \x01(\x04H\x03R\x0ftokensRemaining\x88\x01\x01\x12\x1b\n" +
+	"\tin_flight\x18\n" +
+	" \x01(\rR\binFlightB\f\n" +
+	"\n" +
+	"_rpm_limitB\f\n" +
+	"\n" +
+	"_tpm_limitB\x15\n" +
+	"\x13_requests_remainingB\x13\n" +
+	"\x11_tokens_remaining\"\x89\x01\n" +
+	"\fSpenderStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x05calls\x18\x02 \x01(\v2\x19.switchboard.v1.CallStatsR\x05calls\x124\n" +
+	"\x06budget\x18\x03 \x01(\v2\x1c.switchboard.v1.BudgetStatusR\x06budget\"v\n" +
+	"\rProviderStats\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tspend_usd\x18\x02 \x01(\x01R\bspendUsd\x124\n" +
+	"\x06budget\x18\x03 \x01(\v2\x1c.switchboard.v1.BudgetStatusR\x06budget\"\xb8\x03\n" +
+	"\x10GetStatsResponse\x123\n" +
+	"\x06period\x18\x01 \x01(\x0e2\x1b.switchboard.v1.StatsPeriodR\x06period\x12=\n" +
+	"\fperiod_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x12\x16\n" +
+	"\x06shared\x18\x03 \x01(\bR\x06shared\x122\n" +
+	"\x06groups\x18\x04 \x03(\v2\x1a.switchboard.v1.GroupStatsR\x06groups\x12A\n" +
+	"\vdeployments\x18\x05 \x03(\v2\x1f.switchboard.v1.DeploymentStatsR\vdeployments\x120\n" +
+	"\x04keys\x18\x06 \x03(\v2\x1c.switchboard.v1.SpenderStatsR\x04keys\x122\n" +
+	"\x05teams\x18\a \x03(\v2\x1c.switchboard.v1.SpenderStatsR\x05teams\x12;\n" +
+	"\tproviders\x18\b \x03(\v2\x1d.switchboard.v1.ProviderStatsR\tproviders*_\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_SYSTEM\x10\x01\x12\r\n" +
@@ -2292,13 +3433,20 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x1cDEPLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18DEPLOYMENT_STATE_HEALTHY\x10\x01\x12!\n" +
 	"\x1dDEPLOYMENT_STATE_COOLING_DOWN\x10\x02\x12\x1c\n" +
-	"\x18DEPLOYMENT_STATE_RAMPING\x10\x032\xee\x02\n" +
+	"\x18DEPLOYMENT_STATE_RAMPING\x10\x03*\x88\x01\n" +
+	"\vStatsPeriod\x12\x1c\n" +
+	"\x18STATS_PERIOD_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11STATS_PERIOD_HOUR\x10\x01\x12\x14\n" +
+	"\x10STATS_PERIOD_DAY\x10\x02\x12\x16\n" +
+	"\x12STATS_PERIOD_MONTH\x10\x03\x12\x16\n" +
+	"\x12STATS_PERIOD_TOTAL\x10\x042\xbd\x03\n" +
 	"\aGateway\x12M\n" +
 	"\bComplete\x12\x1f.switchboard.v1.CompleteRequest\x1a .switchboard.v1.CompleteResponse\x12[\n" +
 	"\x0eStreamComplete\x12\x1f.switchboard.v1.CompleteRequest\x1a&.switchboard.v1.StreamCompleteResponse0\x01\x12S\n" +
 	"\n" +
 	"ListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponse\x12b\n" +
-	"\x0fInvalidateCache\x12&.switchboard.v1.InvalidateCacheRequest\x1a'.switchboard.v1.InvalidateCacheResponseB8Z6switchboard.dev/clients/go/switchboardv1;switchboardv1b\x06proto3"
+	"\x0fInvalidateCache\x12&.switchboard.v1.InvalidateCacheRequest\x1a'.switchboard.v1.InvalidateCacheResponse\x12M\n" +
+	"\bGetStats\x12\x1f.switchboard.v1.GetStatsRequest\x1a .switchboard.v1.GetStatsResponseB8Z6switchboard.dev/clients/go/switchboardv1;switchboardv1b\x06proto3"
 
 var (
 	file_switchboard_v1_gateway_proto_rawDescOnce sync.Once
@@ -2312,88 +3460,129 @@ func file_switchboard_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_gateway_proto_rawDescData
 }
 
-var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_switchboard_v1_gateway_proto_goTypes = []any{
 	(Role)(0),                       // 0: switchboard.v1.Role
 	(FinishReason)(0),               // 1: switchboard.v1.FinishReason
 	(AttemptOutcome)(0),             // 2: switchboard.v1.AttemptOutcome
 	(CacheKind)(0),                  // 3: switchboard.v1.CacheKind
 	(DeploymentState)(0),            // 4: switchboard.v1.DeploymentState
-	(*ToolCall)(nil),                // 5: switchboard.v1.ToolCall
-	(*Message)(nil),                 // 6: switchboard.v1.Message
-	(*Tool)(nil),                    // 7: switchboard.v1.Tool
-	(*CacheControl)(nil),            // 8: switchboard.v1.CacheControl
-	(*CacheHit)(nil),                // 9: switchboard.v1.CacheHit
-	(*CompleteRequest)(nil),         // 10: switchboard.v1.CompleteRequest
-	(*Usage)(nil),                   // 11: switchboard.v1.Usage
-	(*Attempt)(nil),                 // 12: switchboard.v1.Attempt
-	(*CompleteResponse)(nil),        // 13: switchboard.v1.CompleteResponse
-	(*RoutingDecision)(nil),         // 14: switchboard.v1.RoutingDecision
-	(*ToolCallDelta)(nil),           // 15: switchboard.v1.ToolCallDelta
-	(*Delta)(nil),                   // 16: switchboard.v1.Delta
-	(*Final)(nil),                   // 17: switchboard.v1.Final
-	(*StreamCompleteResponse)(nil),  // 18: switchboard.v1.StreamCompleteResponse
-	(*ListModelsRequest)(nil),       // 19: switchboard.v1.ListModelsRequest
-	(*Deployment)(nil),              // 20: switchboard.v1.Deployment
-	(*ModelGroup)(nil),              // 21: switchboard.v1.ModelGroup
-	(*Alias)(nil),                   // 22: switchboard.v1.Alias
-	(*CacheStats)(nil),              // 23: switchboard.v1.CacheStats
-	(*ListModelsResponse)(nil),      // 24: switchboard.v1.ListModelsResponse
-	(*InvalidateCacheRequest)(nil),  // 25: switchboard.v1.InvalidateCacheRequest
-	(*InvalidateCacheResponse)(nil), // 26: switchboard.v1.InvalidateCacheResponse
-	nil,                             // 27: switchboard.v1.CompleteRequest.MetadataEntry
-	(*structpb.Struct)(nil),         // 28: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 29: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
+	(StatsPeriod)(0),                // 5: switchboard.v1.StatsPeriod
+	(*ToolCall)(nil),                // 6: switchboard.v1.ToolCall
+	(*Message)(nil),                 // 7: switchboard.v1.Message
+	(*Tool)(nil),                    // 8: switchboard.v1.Tool
+	(*CacheControl)(nil),            // 9: switchboard.v1.CacheControl
+	(*CacheHit)(nil),                // 10: switchboard.v1.CacheHit
+	(*CompleteRequest)(nil),         // 11: switchboard.v1.CompleteRequest
+	(*Usage)(nil),                   // 12: switchboard.v1.Usage
+	(*Attempt)(nil),                 // 13: switchboard.v1.Attempt
+	(*CompleteResponse)(nil),        // 14: switchboard.v1.CompleteResponse
+	(*RoutingDecision)(nil),         // 15: switchboard.v1.RoutingDecision
+	(*AutoDecision)(nil),            // 16: switchboard.v1.AutoDecision
+	(*ToolCallDelta)(nil),           // 17: switchboard.v1.ToolCallDelta
+	(*Delta)(nil),                   // 18: switchboard.v1.Delta
+	(*Final)(nil),                   // 19: switchboard.v1.Final
+	(*StreamCompleteResponse)(nil),  // 20: switchboard.v1.StreamCompleteResponse
+	(*ListModelsRequest)(nil),       // 21: switchboard.v1.ListModelsRequest
+	(*Deployment)(nil),              // 22: switchboard.v1.Deployment
+	(*Price)(nil),                   // 23: switchboard.v1.Price
+	(*SamplingDefaults)(nil),        // 24: switchboard.v1.SamplingDefaults
+	(*AutoRoute)(nil),               // 25: switchboard.v1.AutoRoute
+	(*ModelGroup)(nil),              // 26: switchboard.v1.ModelGroup
+	(*Alias)(nil),                   // 27: switchboard.v1.Alias
+	(*CacheStats)(nil),              // 28: switchboard.v1.CacheStats
+	(*ListModelsResponse)(nil),      // 29: switchboard.v1.ListModelsResponse
+	(*InvalidateCacheRequest)(nil),  // 30: switchboard.v1.InvalidateCacheRequest
+	(*InvalidateCacheResponse)(nil), // 31: switchboard.v1.InvalidateCacheResponse
+	(*GetStatsRequest)(nil),         // 32: switchboard.v1.GetStatsRequest
+	(*CallStats)(nil),               // 33: switchboard.v1.CallStats
+	(*BudgetStatus)(nil),            // 34: switchboard.v1.BudgetStatus
+	(*GroupStats)(nil),              // 35: switchboard.v1.GroupStats
+	(*DeploymentStats)(nil),         // 36: switchboard.v1.DeploymentStats
+	(*SpenderStats)(nil),            // 37: switchboard.v1.SpenderStats
+	(*ProviderStats)(nil),           // 38: switchboard.v1.ProviderStats
+	(*GetStatsResponse)(nil),        // 39: switchboard.v1.GetStatsResponse
+	nil,                             // 40: switchboard.v1.CompleteRequest.MetadataEntry
+	nil,                             // 41: switchboard.v1.CallStats.ErrorsEntry
+	(*structpb.Struct)(nil),         // 42: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 44: google.protobuf.Duration
 }
 var file_switchboard_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: switchboard.v1.Message.role:type_name -> switchboard.v1.Role
-	5,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
-	28, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	6,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
+	42, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
 	3,  // 3: switchboard.v1.CacheHit.kind:type_name -> switchboard.v1.CacheKind
-	29, // 4: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
-	6,  // 5: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
-	7,  // 6: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
-	8,  // 7: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
-	27, // 8: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
+	43, // 4: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
+	7,  // 5: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
+	8,  // 6: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
+	9,  // 7: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
+	40, // 8: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
 	2,  // 9: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
-	30, // 10: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	6,  // 11: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
+	44, // 10: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	7,  // 11: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
 	1,  // 12: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
-	11, // 13: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
-	12, // 14: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
-	14, // 15: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
-	9,  // 16: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
-	30, // 17: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
-	15, // 18: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
-	1,  // 19: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
-	11, // 20: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
-	12, // 21: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
-	30, // 22: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
-	14, // 23: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
-	9,  // 24: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
-	16, // 25: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
-	17, // 26: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
-	4,  // 27: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
-	29, // 28: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
-	20, // 29: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
-	21, // 30: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
-	22, // 31: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
-	23, // 32: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
-	10, // 33: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
-	10, // 34: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
-	19, // 35: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	25, // 36: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
-	13, // 37: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
-	18, // 38: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
-	24, // 39: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	26, // 40: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
-	37, // [37:41] is the sub-list for method output_type
-	33, // [33:37] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	12, // 13: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
+	13, // 14: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
+	15, // 15: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
+	10, // 16: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
+	44, // 17: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
+	16, // 18: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
+	17, // 19: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
+	1,  // 20: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
+	12, // 21: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
+	13, // 22: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
+	44, // 23: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
+	15, // 24: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
+	10, // 25: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
+	18, // 26: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
+	19, // 27: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
+	4,  // 28: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
+	43, // 29: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
+	23, // 30: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
+	22, // 31: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
+	24, // 32: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
+	23, // 33: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
+	23, // 34: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
+	25, // 35: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
+	26, // 36: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
+	27, // 37: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
+	28, // 38: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
+	5,  // 39: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
+	41, // 40: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
+	44, // 41: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
+	44, // 42: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
+	43, // 43: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
+	33, // 44: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
+	33, // 45: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
+	4,  // 46: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
+	43, // 47: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
+	33, // 48: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
+	34, // 49: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	34, // 50: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	5,  // 51: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
+	43, // 52: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
+	35, // 53: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
+	36, // 54: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
+	37, // 55: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
+	37, // 56: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
+	38, // 57: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
+	11, // 58: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
+	11, // 59: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
+	21, // 60: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	30, // 61: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
+	32, // 62: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
+	14, // 63: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
+	20, // 64: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
+	29, // 65: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	31, // 66: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
+	39, // 67: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
+	63, // [63:68] is the sub-list for method output_type
+	58, // [58:63] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_gateway_proto_init() }
@@ -2403,19 +3592,21 @@ func file_switchboard_v1_gateway_proto_init() {
 	}
 	file_switchboard_v1_gateway_proto_msgTypes[3].OneofWrappers = []any{}
 	file_switchboard_v1_gateway_proto_msgTypes[5].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[13].OneofWrappers = []any{
+	file_switchboard_v1_gateway_proto_msgTypes[14].OneofWrappers = []any{
 		(*StreamCompleteResponse_Delta)(nil),
 		(*StreamCompleteResponse_Final)(nil),
 	}
-	file_switchboard_v1_gateway_proto_msgTypes[15].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[16].OneofWrappers = []any{}
 	file_switchboard_v1_gateway_proto_msgTypes[18].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[22].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_gateway_proto_rawDesc), len(file_switchboard_v1_gateway_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   23,
+			NumEnums:      6,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	Gateway_StreamComplete_FullMethodName  = "/switchboard.v1.Gateway/StreamComplete"
 	Gateway_ListModels_FullMethodName      = "/switchboard.v1.Gateway/ListModels"
 	Gateway_InvalidateCache_FullMethodName = "/switchboard.v1.Gateway/InvalidateCache"
+	Gateway_GetStats_FullMethodName        = "/switchboard.v1.Gateway/GetStats"
 )
 
 // GatewayClient is the client API for Gateway service.
@@ -45,6 +46,11 @@ type GatewayClient interface {
 	// (document ids or content hashes), or every answer of a namespace. When
 	// caller keys are configured it needs a key with `admin: true`.
 	InvalidateCache(ctx context.Context, in *InvalidateCacheRequest, opts ...grpc.CallOption) (*InvalidateCacheResponse, error)
+	// GetStats reports calls, errors, latency, tokens, spend and cache hits per
+	// model group, deployment, caller key, team and provider over a period, with
+	// each deployment's cooldown and limiter state and each budget's spend. A
+	// key that is not an admin key sees its own key and team lines only.
+	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
 type gatewayClient struct {
@@ -104,6 +110,16 @@ func (c *gatewayClient) InvalidateCache(ctx context.Context, in *InvalidateCache
 	return out, nil
 }
 
+func (c *gatewayClient) GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatsResponse)
+	err := c.cc.Invoke(ctx, Gateway_GetStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GatewayServer is the server API for Gateway service.
 // All implementations must embed UnimplementedGatewayServer
 // for forward compatibility.
@@ -124,6 +140,11 @@ type GatewayServer interface {
 	// (document ids or content hashes), or every answer of a namespace. When
 	// caller keys are configured it needs a key with `admin: true`.
 	InvalidateCache(context.Context, *InvalidateCacheRequest) (*InvalidateCacheResponse, error)
+	// GetStats reports calls, errors, latency, tokens, spend and cache hits per
+	// model group, deployment, caller key, team and provider over a period, with
+	// each deployment's cooldown and limiter state and each budget's spend. A
+	// key that is not an admin key sees its own key and team lines only.
+	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedGatewayServer()
 }
 
@@ -145,6 +166,9 @@ func (UnimplementedGatewayServer) ListModels(context.Context, *ListModelsRequest
 }
 func (UnimplementedGatewayServer) InvalidateCache(context.Context, *InvalidateCacheRequest) (*InvalidateCacheResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InvalidateCache not implemented")
+}
+func (UnimplementedGatewayServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
 }
 func (UnimplementedGatewayServer) mustEmbedUnimplementedGatewayServer() {}
 func (UnimplementedGatewayServer) testEmbeddedByValue()                 {}
@@ -232,6 +256,24 @@ func _Gateway_InvalidateCache_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gateway_GetStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServer).GetStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gateway_GetStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServer).GetStats(ctx, req.(*GetStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gateway_ServiceDesc is the grpc.ServiceDesc for Gateway service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -250,6 +292,10 @@ var Gateway_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "InvalidateCache",
 			Handler:    _Gateway_InvalidateCache_Handler,
+		},
+		{
+			MethodName: "GetStats",
+			Handler:    _Gateway_GetStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

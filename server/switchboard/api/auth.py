@@ -32,11 +32,14 @@ Metadata = Iterable[tuple[str, str | bytes]]
 class Authenticator:
     """Turns request metadata into a `Caller` and checks the models it may use."""
 
-    def __init__(self, keys: Sequence[CallerKey], resolve: Callable[[str], str | None]) -> None:
+    def __init__(
+        self, keys: Sequence[CallerKey], targets: Callable[[str], tuple[str, ...]]
+    ) -> None:
+        """`targets`: the model groups a model name may reach (an auto alias reaches two)."""
         self._keys = tuple(keys)
         self._digests = tuple(bytes.fromhex(k.sha256) for k in self._keys)
         self._by_name = {k.name: k for k in self._keys}
-        self._resolve = resolve
+        self._targets = targets
         self._callers = {
             k.name: Caller(
                 name=k.name,
@@ -50,7 +53,7 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        return cls(settings.keys, settings.resolve)
+        return cls(settings.keys, settings.targets)
 
     @property
     def enabled(self) -> bool:
@@ -84,8 +87,9 @@ class Authenticator:
     def authorize(self, caller: Caller | None, model: str) -> None:
         """Raise PermissionDenied unless the caller may use `model` (a group or an alias).
 
-        A model is compared by the group it stands for, so allowing a group
-        allows its aliases and allowing an alias allows its group. A key
+        A model is compared by the groups it may reach, so allowing a group
+        allows its aliases and allowing an alias allows its group; an auto
+        alias needs both of its groups. A key
         limited to some models is refused any other name, known or not, so
         a restricted caller learns nothing about models it may not use.
         """
@@ -94,8 +98,8 @@ class Authenticator:
         key = self._by_name[caller.name]
         if key.groups is None:
             return
-        group = self._resolve(model)
-        if group is None or group not in key.groups:
+        groups = self._targets(model)
+        if not groups or not key.groups.issuperset(groups):
             raise PermissionDenied(model, key_name=key.name, allowed=key.models)
 
     def require_admin(self, caller: Caller | None, rpc: str) -> None:

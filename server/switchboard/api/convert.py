@@ -28,10 +28,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
+from switchboard.accounting import CallStats, Period
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.cache.service import CacheStats
 from switchboard.domain import (
@@ -57,6 +58,7 @@ from switchboard.domain import (
 )
 from switchboard.errors import FieldViolation, InvalidRequest
 from switchboard.gateway import DeploymentStatus
+from switchboard.limits.budgets import BudgetLine
 from switchboard.routing import HealthState
 
 MAX_TOKENS_LIMIT = 1_000_000
@@ -650,7 +652,42 @@ def _routing(route: RouteFacts) -> pb.RoutingDecision:
         strategy=route.strategy, explored=route.explored, candidates=route.candidates
     )
     decision.queue_wait.FromNanoseconds(round(route.queued_s * 1e9))
+    alias = route.alias
+    if alias is not None:
+        decision.alias = alias.name
+        if alias.auto is not None:
+            auto = alias.auto
+            decision.auto.CopyFrom(
+                pb.AutoDecision(
+                    tier=auto.tier,
+                    score=auto.score,
+                    reason=auto.reason,
+                    model_group=auto.model_group,
+                )
+            )
     return decision
+
+
+def price(rates: tuple[float, float] | None) -> pb.Price | None:
+    """Per 1,000 tokens; None when unknown (both rates 0), so the field stays unset."""
+    if rates is None or not any(rates):
+        return None
+    per_input, per_output = rates
+    return pb.Price(input_per_1k_usd=per_input * 1000, output_per_1k_usd=per_output * 1000)
+
+
+def sampling_defaults(defaults: Sampling | None) -> pb.SamplingDefaults | None:
+    if defaults is None:
+        return None
+    return pb.SamplingDefaults(
+        max_tokens=defaults.max_tokens,
+        temperature=defaults.temperature,
+        top_p=defaults.top_p,
+        stop=defaults.stop,
+        seed=defaults.seed,
+        presence_penalty=defaults.presence_penalty,
+        frequency_penalty=defaults.frequency_penalty,
+    )
 
 
 _STATE = {
@@ -666,7 +703,9 @@ _UINT32 = 2**32 - 1
 _UINT64 = 2**64 - 1
 
 
-def deployment_status(status: DeploymentStatus, wall_offset_s: float) -> pb.Deployment:
+def deployment_status(
+    status: DeploymentStatus, wall_offset_s: float, rates: tuple[float, float] | None = None
+) -> pb.Deployment:
     """`wall_offset_s` turns the gateway's monotonic times into wall-clock ones.
 
     Never raises, whatever the numbers: a provider's Retry-After of `inf` or
@@ -685,12 +724,20 @@ def deployment_status(status: DeploymentStatus, wall_offset_s: float) -> pb.Depl
         tokens_remaining=_clamp(status.tokens_remaining, _UINT64),
         in_flight=_clamp(status.in_flight, _UINT32) or 0,
         traffic_share=_share(status.health.share),
+        price=price(rates),
     )
     until = status.health.until
     if until is not None and math.isfinite(wall := until + wall_offset_s):
-        nanos = round(min(max(wall, 0.0), 1e12) * 1e9)
-        message.cooldown_until.FromNanoseconds(min(nanos, _MAX_TIMESTAMP_S * 10**9))
+        timestamp(message.cooldown_until, wall)
     return message
+
+
+def timestamp(field: timestamp_pb2.Timestamp, wall_s: float) -> None:
+    """Set a Timestamp from wall seconds, clamped to its range; never raises on a number."""
+    if not math.isfinite(wall_s):
+        return
+    nanos = round(min(max(wall_s, 0.0), 1e12) * 1e9)
+    field.FromNanoseconds(min(nanos, _MAX_TIMESTAMP_S * 10**9))
 
 
 def _clamp(value: float | None, high: int) -> int | None:
@@ -743,3 +790,66 @@ def stream_final(final: StreamFinal) -> pb.StreamCompleteResponse:
     )
     event.time_to_first_chunk.FromNanoseconds(round(final.time_to_first_chunk_s * 1e9))
     return pb.StreamCompleteResponse(final=event)
+
+
+_PERIODS = {
+    pb.STATS_PERIOD_UNSPECIFIED: Period.DAY,
+    pb.STATS_PERIOD_HOUR: Period.HOUR,
+    pb.STATS_PERIOD_DAY: Period.DAY,
+    pb.STATS_PERIOD_MONTH: Period.MONTH,
+    pb.STATS_PERIOD_TOTAL: Period.TOTAL,
+}
+_PERIODS_PB = {v: k for k, v in _PERIODS.items() if k != pb.STATS_PERIOD_UNSPECIFIED}
+
+
+def stats_period(msg: pb.GetStatsRequest) -> Period:
+    """The requested period; unspecified is today, an unknown number is the caller's mistake."""
+    period = _PERIODS.get(msg.period)
+    if period is None:
+        raise InvalidRequest(
+            [FieldViolation("period", f"unknown period {msg.period}; expected STATS_PERIOD_*")]
+        )
+    return period
+
+
+def stats_period_pb(period: Period) -> pb.StatsPeriod.ValueType:
+    return _PERIODS_PB[period]
+
+
+def call_stats(stats: CallStats | None) -> pb.CallStats:
+    """Figures of one entity; an entity with no call yet reads as zeros."""
+    if stats is None:
+        return pb.CallStats()
+    message = pb.CallStats(
+        requests=_clamp(stats.requests, _UINT64) or 0,
+        errors={k: _clamp(v, _UINT64) or 0 for k, v in stats.errors.items()},
+        input_tokens=_clamp(stats.input_tokens, _UINT64) or 0,
+        output_tokens=_clamp(stats.output_tokens, _UINT64) or 0,
+        spend_usd=_money(stats.spend_usd),
+        saved_usd=_money(stats.saved_usd),
+        cache_hits=_clamp(stats.cache_hits, _UINT64) or 0,
+        cache_hit_rate=_share(stats.cache_hit_rate),
+    )
+    for field, seconds in ((message.latency_p50, stats.latency_p50_s),
+                           (message.latency_p95, stats.latency_p95_s)):  # fmt: skip
+        if seconds is not None and math.isfinite(seconds):
+            field.FromNanoseconds(round(min(max(seconds, 0.0), 1e9) * 1e9))
+    return message
+
+
+def budget_status(line: BudgetLine | None) -> pb.BudgetStatus | None:
+    if line is None:
+        return None
+    message = pb.BudgetStatus(
+        max_budget_usd=_money(line.budget.max_usd),
+        spend_usd=_money(line.spend_usd),
+        remaining_usd=_money(line.remaining_usd),
+        duration=line.budget.duration or "",
+    )
+    if line.resets_at is not None:
+        timestamp(message.resets_at, line.resets_at)
+    return message
+
+
+def _money(value: float) -> float:
+    return value if math.isfinite(value) and value >= 0 else 0.0

@@ -345,6 +345,10 @@ def _gateway_handlers(
             _unary(pb.InvalidateCacheRequest, servicer.invalidate_cache, auth, slots),
             response_serializer=pb.InvalidateCacheResponse.SerializeToString,
         ),
+        "GetStats": grpc.unary_unary_rpc_method_handler(
+            _unary(pb.GetStatsRequest, servicer.get_stats, auth, slots),
+            response_serializer=pb.GetStatsResponse.SerializeToString,
+        ),
     }
 
 

@@ -14,11 +14,12 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import grpc
 
 from switchboard import faults
+from switchboard.accounting import Dimension, Snapshot
 from switchboard.api import convert
 from switchboard.api.auth import Authenticator
 from switchboard.api.pb import gateway_pb2 as pb
@@ -28,6 +29,7 @@ from switchboard.errors import (
     CacheDisabled,
     FieldViolation,
     InvalidRequest,
+    StatsDisabled,
     SwitchboardError,
 )
 from switchboard.gateway import Gateway
@@ -131,14 +133,132 @@ class GatewayServicer:
         await abort(context, failure)
         raise AssertionError("abort returned")  # pragma: no cover
 
+    async def get_stats(
+        self, request: pb.GetStatsRequest, context: Context, caller: Caller | None
+    ) -> pb.GetStatsResponse:
+        failure: SwitchboardError
+        try:
+            period = convert.stats_period(request)
+            ledger = self._gateway.ledger
+            if ledger is None:
+                raise StatsDisabled("this gateway keeps no statistics")
+            snapshot = await ledger.snapshot(period)
+            return self._stats(snapshot, caller)
+        except SwitchboardError as err:
+            _log(err, "GetStats", caller)
+            failure = err
+        except Exception:
+            # Figures come from providers' numbers and from Redis: never a stack trace.
+            failure = _unexpected("GetStats")
+        await abort(context, failure)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    def _stats(self, snapshot: Snapshot, caller: Caller | None) -> pb.GetStatsResponse:
+        """Everyone's lines for an admin (or an open gateway); a key's own lines otherwise."""
+        gateway = self._gateway
+        settings = gateway.settings
+        budgets = gateway.budgets
+        everything = caller is None or caller.admin
+        response = pb.GetStatsResponse(
+            period=convert.stats_period_pb(snapshot.period), shared=snapshot.shared
+        )
+        if snapshot.start is not None:
+            convert.timestamp(response.period_start, snapshot.start)
+
+        def names(dimension: Dimension, configured: Iterable[str]) -> list[str]:
+            seen = dict.fromkeys(configured)
+            if everything:
+                seen.update(dict.fromkeys(snapshot.stats[dimension]))
+            return list(seen)
+
+        def line(dimension: Dimension, name: str) -> pb.BudgetStatus | None:
+            return convert.budget_status(budgets.line(dimension, name) if budgets else None)
+
+        for group in names(Dimension.GROUP, settings.groups):
+            if self._auth.allows_group(caller, group):
+                response.groups.append(
+                    pb.GroupStats(
+                        name=group,
+                        calls=convert.call_stats(snapshot.get(Dimension.GROUP, group)),
+                    )
+                )
+        wall_offset = time.time() - self._clock()
+        for deployment in settings.deployments:
+            if not self._auth.allows_group(caller, deployment.model_group):
+                continue
+            status = convert.deployment_status(
+                gateway.status(deployment), wall_offset, gateway.rates(deployment)
+            )
+            paused = budgets.deployment_paused_until(deployment) if budgets else None
+            entry = pb.DeploymentStats(
+                id=deployment.id,
+                model_group=deployment.model_group,
+                calls=convert.call_stats(snapshot.get(Dimension.DEPLOYMENT, deployment.id)),
+                state=status.state,
+                rpm_limit=status.rpm_limit if status.HasField("rpm_limit") else None,
+                tpm_limit=status.tpm_limit if status.HasField("tpm_limit") else None,
+                requests_remaining=status.requests_remaining
+                if status.HasField("requests_remaining")
+                else None,
+                tokens_remaining=status.tokens_remaining
+                if status.HasField("tokens_remaining")
+                else None,
+                in_flight=status.in_flight,
+            )
+            if status.HasField("cooldown_until"):
+                entry.cooldown_until.CopyFrom(status.cooldown_until)
+            if paused is not None:
+                # Its provider is over budget: routing skips it until the reset.
+                entry.state = pb.DEPLOYMENT_STATE_COOLING_DOWN
+                convert.timestamp(entry.cooldown_until, paused + wall_offset)
+            response.deployments.append(entry)
+        if caller is None or caller.admin:
+            own_keys = [k.name for k in settings.keys]
+            own_teams = sorted(
+                {k.team for k in settings.keys if k.team is not None} | set(settings.teams)
+            )
+        else:
+            own_keys = [caller.name]
+            own_teams = [caller.team] if caller.team is not None else []
+        for key in names(Dimension.KEY, own_keys):
+            response.keys.append(
+                pb.SpenderStats(
+                    name=key,
+                    calls=convert.call_stats(snapshot.get(Dimension.KEY, key)),
+                    budget=line(Dimension.KEY, key),
+                )
+            )
+        for team in names(Dimension.TEAM, own_teams):
+            response.teams.append(
+                pb.SpenderStats(
+                    name=team,
+                    calls=convert.call_stats(snapshot.get(Dimension.TEAM, team)),
+                    budget=line(Dimension.TEAM, team),
+                )
+            )
+        if everything:
+            providers = dict.fromkeys(d.provider for d in settings.deployments)
+            providers.update(dict.fromkeys(settings.provider_budgets))
+            for provider in names(Dimension.PROVIDER, providers):
+                stats = snapshot.get(Dimension.PROVIDER, provider)
+                response.providers.append(
+                    pb.ProviderStats(
+                        name=provider,
+                        spend_usd=stats.spend_usd if stats is not None else 0.0,
+                        budget=line(Dimension.PROVIDER, provider),
+                    )
+                )
+        return response
+
     def _models(self, caller: Caller | None) -> pb.ListModelsResponse:
         settings = self._gateway.settings
         wall_offset = time.time() - self._clock()
+        gateway = self._gateway
         groups = [
             pb.ModelGroup(
                 name=name,
                 deployments=[
-                    convert.deployment_status(self._gateway.status(d), wall_offset)
+                    convert.deployment_status(gateway.status(d), wall_offset, gateway.rates(d))
                     for d in deployments
                 ],
                 fallbacks=settings.router.fallbacks.get(name, ()),
@@ -147,11 +267,38 @@ class GatewayServicer:
             if self._auth.allows_group(caller, name)
         ]
         aliases = [
-            pb.Alias(name=a, target=t)
-            for a, t in settings.aliases.items()
-            if self._auth.allows_group(caller, t)
+            self._alias(name, settings.targets(name))
+            for name in (*settings.aliases, *settings.auto_aliases)
+            if all(self._auth.allows_group(caller, t) for t in settings.targets(name))
         ]
         return pb.ListModelsResponse(groups=groups, aliases=aliases)
+
+    def _alias(self, name: str, targets: tuple[str, ...]) -> pb.Alias:
+        """An alias with its defaults and the price range of the deployments it may reach."""
+        settings = self._gateway.settings
+        rates = [
+            self._gateway.rates(d)
+            for group in targets
+            for d in settings.groups[group]
+            if any(self._gateway.rates(d))
+        ]
+        auto = settings.auto_aliases.get(name)
+        alias = pb.Alias(
+            name=name,
+            target=auto.hard if auto is not None else targets[0],
+            defaults=convert.sampling_defaults(settings.alias_defaults.get(name)),
+        )
+        cheapest = convert.price(min(rates, key=sum)) if rates else None
+        dearest = convert.price(max(rates, key=sum)) if rates else None
+        if cheapest is not None and dearest is not None:
+            alias.min_price.CopyFrom(cheapest)
+            alias.max_price.CopyFrom(dearest)
+        if auto is not None:
+            threshold = self._gateway.auto_threshold(name)
+            alias.auto.CopyFrom(
+                pb.AutoRoute(simple_target=auto.simple, hard_target=auto.hard, threshold=threshold)
+            )
+        return alias
 
     def _admit(
         self, request: pb.CompleteRequest, caller: Caller | None, context: Context

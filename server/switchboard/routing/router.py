@@ -8,7 +8,7 @@ attempt went so cooldowns, latency estimates and load stay current.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from switchboard.config import Deployment
@@ -39,8 +39,11 @@ class Router:
         load: InFlight,
         latency: LatencyTracker,
         pre_call_checks: bool = True,
+        paused: Callable[[Deployment], float | None] | None = None,
     ) -> None:
+        """`paused`: when a deployment may be used again (its provider over budget), or None."""
         self._groups = groups
+        self._paused = paused
         self._strategy = strategy
         self._health = health
         self._load = load
@@ -63,6 +66,11 @@ class Router:
             limit = deployment.max_input_tokens
             if self._pre_call_checks and limit is not None and prompt_tokens > limit:
                 too_small.append(deployment)
+                continue
+            paused = self._paused(deployment) if self._paused is not None else None
+            if paused is not None:
+                # Skipped as if cooling down, and like a quota pause: it ends at the reset.
+                cooling_until = paused if cooling_until is None else min(cooling_until, paused)
                 continue
             view = self._health.view(deployment.id)
             if view.state is HealthState.COOLING_DOWN:

@@ -75,6 +75,7 @@ class _Plan:
 
     chat: ChatRequest
     profile_name: str
+    quality: float
     meta: wire.ResponseMeta
     timing: Timing
     prompt_tokens: int
@@ -243,6 +244,7 @@ class SimApp:
         plan = _Plan(
             chat=chat,
             profile_name=profile_name,
+            quality=profile.quality,
             meta=wire.ResponseMeta(
                 id=wire.random_id("chatcmpl-", settings.rng),
                 created=int(settings.wall_clock()),
@@ -378,6 +380,7 @@ class SimApp:
             )
             headers["openai-processing-ms"] = str(round(processing_s * 1000))
             headers["x-sim-profile"] = plan.profile_name
+            headers["x-sim-quality"] = f"{plan.quality:g}"
             headers.update(self._budget_headers(plan.profile_name, self.settings.clock()))
         return headers
 

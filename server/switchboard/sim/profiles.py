@@ -70,6 +70,9 @@ class SimProfile:
     max_context_tokens: int | None = None
     """Prompts longer than this get OpenAI's context_length_exceeded error."""
     latency_schedule: tuple[LatencyShift, ...] = ()
+    quality: float = 0.8
+    """How well the model it plays answers hard prompts, in [0, 1]: read by evaluations
+    of difficulty routing (bench/auto.py) and reported in the `x-sim-quality` header."""
 
     def __post_init__(self) -> None:
         if not self.ttft_ms >= 0:
@@ -90,6 +93,8 @@ class SimProfile:
             raise InvalidProfileError("budget_window_s", "must be > 0")
         if self.max_context_tokens is not None and self.max_context_tokens < 1:
             raise InvalidProfileError("max_context_tokens", "must be >= 1")
+        if not 0 <= self.quality <= 1:
+            raise InvalidProfileError("quality", "must be in [0, 1]")
         starts = [shift.at_s for shift in self.latency_schedule]
         if starts != sorted(starts):
             raise InvalidProfileError("latency_schedule", "must be sorted by at_s")
@@ -106,6 +111,13 @@ def builtin_profiles() -> dict[str, SimProfile]:
         "fast": SimProfile(ttft_ms=40.0, ttft_jitter_ms=10.0, tokens_per_second=200.0),
         "medium": SimProfile(ttft_ms=120.0, ttft_jitter_ms=30.0, tokens_per_second=80.0),
         "slow": SimProfile(ttft_ms=300.0, ttft_jitter_ms=75.0, tokens_per_second=40.0),
+        # A small cheap model and a large strong one, for the cost aliases.
+        "mini": SimProfile(
+            ttft_ms=30.0, ttft_jitter_ms=10.0, tokens_per_second=250.0, quality=0.55
+        ),
+        "large": SimProfile(
+            ttft_ms=250.0, ttft_jitter_ms=60.0, tokens_per_second=50.0, quality=0.95
+        ),
     }
 
 

@@ -30,6 +30,7 @@ from opentelemetry.util.types import AttributeValue
 
 from switchboard.config import Deployment
 from switchboard.domain import (
+    AliasChoice,
     CompletionRequest,
     FinishReason,
     ProviderResponse,
@@ -321,6 +322,8 @@ class Recorder:
                 )
             if caller is not None:
                 span.set_attribute(sc.CALLER, caller)
+            if route.alias is not None:
+                _alias_attributes(span, route.alias)
             if route.cache is not None:
                 span.set_attributes(
                     {
@@ -341,7 +344,14 @@ class Recorder:
                 time_to_first_chunk_s, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: route.deployment}
             )
 
-    def call_failed(self, group: str, error: BaseException, *, caller: str | None = None) -> None:
+    def call_failed(
+        self,
+        group: str,
+        error: BaseException,
+        *,
+        caller: str | None = None,
+        alias: AliasChoice | None = None,
+    ) -> None:
         """`group` as the gateway knows it: the model name as sent when it is unknown."""
         if not self.enabled:
             return
@@ -355,6 +365,8 @@ class Recorder:
                 span.set_attribute(sc.REQUEST_MODEL, label)
             if caller is not None:
                 span.set_attribute(sc.CALLER, caller)
+            if alias is not None:
+                _alias_attributes(span, alias)
         if self._meter is not None:
             self._request_counts[(label, _error_label(error), False, False)] += 1
 
@@ -470,6 +482,20 @@ def _attempt_attributes(deployment: Deployment) -> Attributes:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             attributes[sc.SERVER_PORT] = port
     return attributes
+
+
+def _alias_attributes(span: trace.Span, alias: AliasChoice) -> None:
+    """The alias the caller named (a configured name) and an auto alias's decision."""
+    span.set_attribute(sc.ALIAS, alias.name)
+    auto = alias.auto
+    if auto is not None:
+        span.set_attributes(
+            {
+                sc.AUTO_TIER: auto.tier,
+                sc.AUTO_SCORE: round(auto.score, 4),
+                sc.AUTO_REASON: _short(auto.reason),
+            }
+        )
 
 
 def _error_type(error: BaseException) -> str:

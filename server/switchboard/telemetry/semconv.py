@@ -66,6 +66,10 @@ OUTCOME: Final = "switchboard.outcome"
 CALLER: Final = "switchboard.caller"
 TIME_TO_FIRST_CHUNK_MS: Final = "switchboard.time_to_first_chunk_ms"
 LIMIT_UNIT: Final = "switchboard.limit.unit"
+ALIAS: Final = "switchboard.alias"
+AUTO_TIER: Final = "switchboard.auto.tier"
+AUTO_SCORE: Final = "switchboard.auto.score"
+AUTO_REASON: Final = "switchboard.auto.reason"
 
 # Instruments.
 M_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"

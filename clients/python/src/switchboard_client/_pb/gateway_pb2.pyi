@@ -152,6 +152,28 @@ DEPLOYMENT_STATE_COOLING_DOWN: DeploymentState.ValueType  # 2
 DEPLOYMENT_STATE_RAMPING: DeploymentState.ValueType  # 3
 Global___DeploymentState: _TypeAlias = DeploymentState  # noqa: Y015
 
+class _StatsPeriod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatsPeriodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatsPeriod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATS_PERIOD_UNSPECIFIED: _StatsPeriod.ValueType  # 0
+    STATS_PERIOD_HOUR: _StatsPeriod.ValueType  # 1
+    STATS_PERIOD_DAY: _StatsPeriod.ValueType  # 2
+    STATS_PERIOD_MONTH: _StatsPeriod.ValueType  # 3
+    STATS_PERIOD_TOTAL: _StatsPeriod.ValueType  # 4
+
+class StatsPeriod(_StatsPeriod, metaclass=_StatsPeriodEnumTypeWrapper):
+    """A period of GetStats: the current UTC hour, day or month, or all time."""
+
+STATS_PERIOD_UNSPECIFIED: StatsPeriod.ValueType  # 0
+STATS_PERIOD_HOUR: StatsPeriod.ValueType  # 1
+STATS_PERIOD_DAY: StatsPeriod.ValueType  # 2
+STATS_PERIOD_MONTH: StatsPeriod.ValueType  # 3
+STATS_PERIOD_TOTAL: StatsPeriod.ValueType  # 4
+Global___StatsPeriod: _TypeAlias = StatsPeriod  # noqa: Y015
+
 @_typing.final
 class ToolCall(_message.Message):
     """A tool call the assistant made."""
@@ -603,10 +625,14 @@ class RoutingDecision(_message.Message):
     EXPLORED_FIELD_NUMBER: _builtins.int
     QUEUE_WAIT_FIELD_NUMBER: _builtins.int
     CANDIDATES_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    AUTO_FIELD_NUMBER: _builtins.int
     strategy: _builtins.str
     """The routing strategy, by its LiteLLM name."""
     explored: _builtins.bool
     """True when the deployment was chosen to explore rather than by ranking."""
+    alias: _builtins.str
+    """The alias the caller named, when it named one (`fast`, `auto`, ...)."""
     @_builtins.property
     def queue_wait(self) -> _duration_pb2.Duration:
         """Time spent waiting for limiter headroom or for a cooldown to end."""
@@ -615,6 +641,10 @@ class RoutingDecision(_message.Message):
     def candidates(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The eligible deployments the strategy chose among for the answering attempt."""
 
+    @_builtins.property
+    def auto(self) -> Global___AutoDecision:
+        """Set when an `auto` alias chose the model group by the prompt's difficulty."""
+
     def __init__(
         self,
         *,
@@ -622,14 +652,50 @@ class RoutingDecision(_message.Message):
         explored: _builtins.bool = ...,
         queue_wait: _duration_pb2.Duration | None = ...,
         candidates: _abc.Iterable[_builtins.str] | None = ...,
+        alias: _builtins.str = ...,
+        auto: Global___AutoDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["queue_wait", b"queue_wait"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "queue_wait", b"queue_wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "explored", b"explored", "queue_wait", b"queue_wait", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "auto", b"auto", "candidates", b"candidates", "explored", b"explored", "queue_wait", b"queue_wait", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RoutingDecision: _TypeAlias = RoutingDecision  # noqa: Y015
+
+@_typing.final
+class AutoDecision(_message.Message):
+    """How an `auto` alias classified the prompt and where it sent it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIER_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    MODEL_GROUP_FIELD_NUMBER: _builtins.int
+    tier: _builtins.str
+    """`simple` or `hard`."""
+    score: _builtins.float
+    """The classifier's difficulty score in [0, 1]; `hard` from the threshold up."""
+    reason: _builtins.str
+    """The features that decided, for example `hard: score 0.71 >= 0.45 (code, multi_step)`."""
+    model_group: _builtins.str
+    """The model group the tier maps to."""
+    def __init__(
+        self,
+        *,
+        tier: _builtins.str = ...,
+        score: _builtins.float = ...,
+        reason: _builtins.str = ...,
+        model_group: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_group", b"model_group", "reason", b"reason", "score", b"score", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AutoDecision: _TypeAlias = AutoDecision  # noqa: Y015
 
 @_typing.final
 class ToolCallDelta(_message.Message):
@@ -812,6 +878,7 @@ class Deployment(_message.Message):
     TOKENS_REMAINING_FIELD_NUMBER: _builtins.int
     IN_FLIGHT_FIELD_NUMBER: _builtins.int
     TRAFFIC_SHARE_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     """The litellm model string, for example `groq/llama-3.3-70b-versatile`."""
@@ -830,6 +897,10 @@ class Deployment(_message.Message):
     def cooldown_until(self) -> _timestamp_pb2.Timestamp:
         """Set while the deployment cools down."""
 
+    @_builtins.property
+    def price(self) -> Global___Price:
+        """What it charges; absent when its price is unknown."""
+
     def __init__(
         self,
         *,
@@ -844,10 +915,11 @@ class Deployment(_message.Message):
         tokens_remaining: _builtins.int | None = ...,
         in_flight: _builtins.int = ...,
         traffic_share: _builtins.float = ...,
+        price: Global___Price | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining", "_rpm_limit", b"_rpm_limit", "_tokens_remaining", b"_tokens_remaining", "_tpm_limit", b"_tpm_limit", "cooldown_until", b"cooldown_until", "requests_remaining", b"requests_remaining", "rpm_limit", b"rpm_limit", "tokens_remaining", b"tokens_remaining", "tpm_limit", b"tpm_limit"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining", "_rpm_limit", b"_rpm_limit", "_tokens_remaining", b"_tokens_remaining", "_tpm_limit", b"_tpm_limit", "cooldown_until", b"cooldown_until", "price", b"price", "requests_remaining", b"requests_remaining", "rpm_limit", b"rpm_limit", "tokens_remaining", b"tokens_remaining", "tpm_limit", b"tpm_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining", "_rpm_limit", b"_rpm_limit", "_tokens_remaining", b"_tokens_remaining", "_tpm_limit", b"_tpm_limit", "cooldown_until", b"cooldown_until", "id", b"id", "in_flight", b"in_flight", "model", b"model", "provider", b"provider", "requests_remaining", b"requests_remaining", "rpm_limit", b"rpm_limit", "state", b"state", "tokens_remaining", b"tokens_remaining", "tpm_limit", b"tpm_limit", "traffic_share", b"traffic_share"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining", "_rpm_limit", b"_rpm_limit", "_tokens_remaining", b"_tokens_remaining", "_tpm_limit", b"_tpm_limit", "cooldown_until", b"cooldown_until", "id", b"id", "in_flight", b"in_flight", "model", b"model", "price", b"price", "provider", b"provider", "requests_remaining", b"requests_remaining", "rpm_limit", b"rpm_limit", "state", b"state", "tokens_remaining", b"tokens_remaining", "tpm_limit", b"tpm_limit", "traffic_share", b"traffic_share"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__requests_remaining: _TypeAlias = _typing.Literal["requests_remaining"]  # noqa: Y015
     _WhichOneofArgType__requests_remaining: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining"]  # noqa: Y015
@@ -867,6 +939,121 @@ class Deployment(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__tpm_limit) -> _WhichOneofReturnType__tpm_limit | None: ...
 
 Global___Deployment: _TypeAlias = Deployment  # noqa: Y015
+
+@_typing.final
+class Price(_message.Message):
+    """A price per 1,000 tokens, in US dollars."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_PER_1K_USD_FIELD_NUMBER: _builtins.int
+    OUTPUT_PER_1K_USD_FIELD_NUMBER: _builtins.int
+    input_per_1k_usd: _builtins.float
+    output_per_1k_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        input_per_1k_usd: _builtins.float = ...,
+        output_per_1k_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_per_1k_usd", b"input_per_1k_usd", "output_per_1k_usd", b"output_per_1k_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Price: _TypeAlias = Price  # noqa: Y015
+
+@_typing.final
+class SamplingDefaults(_message.Message):
+    """Sampling fields an alias sets when the request leaves them unset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    TOP_P_FIELD_NUMBER: _builtins.int
+    STOP_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    PRESENCE_PENALTY_FIELD_NUMBER: _builtins.int
+    FREQUENCY_PENALTY_FIELD_NUMBER: _builtins.int
+    max_tokens: _builtins.int
+    temperature: _builtins.float
+    top_p: _builtins.float
+    seed: _builtins.int
+    presence_penalty: _builtins.float
+    frequency_penalty: _builtins.float
+    @_builtins.property
+    def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        max_tokens: _builtins.int | None = ...,
+        temperature: _builtins.float | None = ...,
+        top_p: _builtins.float | None = ...,
+        stop: _abc.Iterable[_builtins.str] | None = ...,
+        seed: _builtins.int | None = ...,
+        presence_penalty: _builtins.float | None = ...,
+        frequency_penalty: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
+    _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
+    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
+    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
+    _WhichOneofReturnType__presence_penalty: _TypeAlias = _typing.Literal["presence_penalty"]  # noqa: Y015
+    _WhichOneofArgType__presence_penalty: _TypeAlias = _typing.Literal["_presence_penalty", b"_presence_penalty"]  # noqa: Y015
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
+    _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_penalty) -> _WhichOneofReturnType__frequency_penalty | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_penalty) -> _WhichOneofReturnType__presence_penalty | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
+
+Global___SamplingDefaults: _TypeAlias = SamplingDefaults  # noqa: Y015
+
+@_typing.final
+class AutoRoute(_message.Message):
+    """An `auto` alias: simple prompts go to one group, hard ones to another."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIMPLE_TARGET_FIELD_NUMBER: _builtins.int
+    HARD_TARGET_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    simple_target: _builtins.str
+    hard_target: _builtins.str
+    threshold: _builtins.float
+    """Difficulty scores from this up are hard."""
+    def __init__(
+        self,
+        *,
+        simple_target: _builtins.str = ...,
+        hard_target: _builtins.str = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hard_target", b"hard_target", "simple_target", b"simple_target", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AutoRoute: _TypeAlias = AutoRoute  # noqa: Y015
 
 @_typing.final
 class ModelGroup(_message.Message):
@@ -901,23 +1088,46 @@ Global___ModelGroup: _TypeAlias = ModelGroup  # noqa: Y015
 
 @_typing.final
 class Alias(_message.Message):
-    """An alias names a model group."""
+    """An alias names a model group, with sampling defaults, or routes by difficulty."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
+    DEFAULTS_FIELD_NUMBER: _builtins.int
+    MIN_PRICE_FIELD_NUMBER: _builtins.int
+    MAX_PRICE_FIELD_NUMBER: _builtins.int
+    AUTO_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     target: _builtins.str
+    """The model group it stands for; for an `auto` alias, the group of hard prompts."""
+    @_builtins.property
+    def defaults(self) -> Global___SamplingDefaults: ...
+    @_builtins.property
+    def min_price(self) -> Global___Price:
+        """The cheapest and the dearest deployment a call through the alias may reach;
+        absent when no price is known.
+        """
+
+    @_builtins.property
+    def max_price(self) -> Global___Price: ...
+    @_builtins.property
+    def auto(self) -> Global___AutoRoute:
+        """Set for an alias that routes by the prompt's difficulty."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         target: _builtins.str = ...,
+        defaults: Global___SamplingDefaults | None = ...,
+        min_price: Global___Price | None = ...,
+        max_price: Global___Price | None = ...,
+        auto: Global___AutoRoute | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "defaults", b"defaults", "max_price", b"max_price", "min_price", b"min_price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto", b"auto", "defaults", b"defaults", "max_price", b"max_price", "min_price", b"min_price", "name", b"name", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1033,3 +1243,333 @@ class InvalidateCacheResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvalidateCacheResponse: _TypeAlias = InvalidateCacheResponse  # noqa: Y015
+
+@_typing.final
+class GetStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    period: Global___StatsPeriod.ValueType
+    """Unspecified: the current day."""
+    def __init__(
+        self,
+        *,
+        period: Global___StatsPeriod.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class CallStats(_message.Message):
+    """What a set of calls did, over the requested period."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ErrorsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    LATENCY_P50_FIELD_NUMBER: _builtins.int
+    LATENCY_P95_FIELD_NUMBER: _builtins.int
+    INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    SPEND_USD_FIELD_NUMBER: _builtins.int
+    SAVED_USD_FIELD_NUMBER: _builtins.int
+    CACHE_HITS_FIELD_NUMBER: _builtins.int
+    CACHE_HIT_RATE_FIELD_NUMBER: _builtins.int
+    requests: _builtins.int
+    input_tokens: _builtins.int
+    output_tokens: _builtins.int
+    spend_usd: _builtins.float
+    saved_usd: _builtins.float
+    """What answers from the cache would have cost (they cost nothing)."""
+    cache_hits: _builtins.int
+    cache_hit_rate: _builtins.float
+    """cache_hits / requests; 0 with no request."""
+    @_builtins.property
+    def errors(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Failed requests by kind (`rate_limited`, `timeout`, `budget_exceeded`, ...)."""
+
+    @_builtins.property
+    def latency_p50(self) -> _duration_pb2.Duration:
+        """Absent when there was no call."""
+
+    @_builtins.property
+    def latency_p95(self) -> _duration_pb2.Duration: ...
+    def __init__(
+        self,
+        *,
+        requests: _builtins.int = ...,
+        errors: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        latency_p50: _duration_pb2.Duration | None = ...,
+        latency_p95: _duration_pb2.Duration | None = ...,
+        input_tokens: _builtins.int = ...,
+        output_tokens: _builtins.int = ...,
+        spend_usd: _builtins.float = ...,
+        saved_usd: _builtins.float = ...,
+        cache_hits: _builtins.int = ...,
+        cache_hit_rate: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["latency_p50", b"latency_p50", "latency_p95", b"latency_p95"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hit_rate", b"cache_hit_rate", "cache_hits", b"cache_hits", "errors", b"errors", "input_tokens", b"input_tokens", "latency_p50", b"latency_p50", "latency_p95", b"latency_p95", "output_tokens", b"output_tokens", "requests", b"requests", "saved_usd", b"saved_usd", "spend_usd", b"spend_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallStats: _TypeAlias = CallStats  # noqa: Y015
+
+@_typing.final
+class BudgetStatus(_message.Message):
+    """A spending limit and what has been spent against it in its current window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_BUDGET_USD_FIELD_NUMBER: _builtins.int
+    SPEND_USD_FIELD_NUMBER: _builtins.int
+    REMAINING_USD_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    RESETS_AT_FIELD_NUMBER: _builtins.int
+    max_budget_usd: _builtins.float
+    spend_usd: _builtins.float
+    remaining_usd: _builtins.float
+    duration: _builtins.str
+    """LiteLLM's budget_duration, for example `1d` or `1mo`."""
+    @_builtins.property
+    def resets_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        max_budget_usd: _builtins.float = ...,
+        spend_usd: _builtins.float = ...,
+        remaining_usd: _builtins.float = ...,
+        duration: _builtins.str = ...,
+        resets_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resets_at", b"resets_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "max_budget_usd", b"max_budget_usd", "remaining_usd", b"remaining_usd", "resets_at", b"resets_at", "spend_usd", b"spend_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BudgetStatus: _TypeAlias = BudgetStatus  # noqa: Y015
+
+@_typing.final
+class GroupStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def calls(self) -> Global___CallStats: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        calls: Global___CallStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupStats: _TypeAlias = GroupStats  # noqa: Y015
+
+@_typing.final
+class DeploymentStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MODEL_GROUP_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    COOLDOWN_UNTIL_FIELD_NUMBER: _builtins.int
+    RPM_LIMIT_FIELD_NUMBER: _builtins.int
+    TPM_LIMIT_FIELD_NUMBER: _builtins.int
+    REQUESTS_REMAINING_FIELD_NUMBER: _builtins.int
+    TOKENS_REMAINING_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    model_group: _builtins.str
+    state: Global___DeploymentState.ValueType
+    rpm_limit: _builtins.int
+    tpm_limit: _builtins.int
+    requests_remaining: _builtins.int
+    tokens_remaining: _builtins.int
+    in_flight: _builtins.int
+    @_builtins.property
+    def calls(self) -> Global___CallStats:
+        """Attempts sent to this deployment."""
+
+    @_builtins.property
+    def cooldown_until(self) -> _timestamp_pb2.Timestamp:
+        """Set while it cools down (or its provider is over budget)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        model_group: _builtins.str = ...,
+        calls: Global___CallStats | None = ...,
+        state: Global___DeploymentState.ValueType = ...,
+        cooldown_until: _timestamp_pb2.Timestamp | None = ...,
+        rpm_limit: _builtins.int | None = ...,
+        tpm_limit: _builtins.int | None = ...,
+        requests_remaining: _builtins.int | None = ...,
+        tokens_remaining: _builtins.int | None = ...,
+        in_flight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining", "_rpm_limit", b"_rpm_limit", "_tokens_remaining", b"_tokens_remaining", "_tpm_limit", b"_tpm_limit", "calls", b"calls", "cooldown_until", b"cooldown_until", "requests_remaining", b"requests_remaining", "rpm_limit", b"rpm_limit", "tokens_remaining", b"tokens_remaining", "tpm_limit", b"tpm_limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining", "_rpm_limit", b"_rpm_limit", "_tokens_remaining", b"_tokens_remaining", "_tpm_limit", b"_tpm_limit", "calls", b"calls", "cooldown_until", b"cooldown_until", "id", b"id", "in_flight", b"in_flight", "model_group", b"model_group", "requests_remaining", b"requests_remaining", "rpm_limit", b"rpm_limit", "state", b"state", "tokens_remaining", b"tokens_remaining", "tpm_limit", b"tpm_limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__requests_remaining: _TypeAlias = _typing.Literal["requests_remaining"]  # noqa: Y015
+    _WhichOneofArgType__requests_remaining: _TypeAlias = _typing.Literal["_requests_remaining", b"_requests_remaining"]  # noqa: Y015
+    _WhichOneofReturnType__rpm_limit: _TypeAlias = _typing.Literal["rpm_limit"]  # noqa: Y015
+    _WhichOneofArgType__rpm_limit: _TypeAlias = _typing.Literal["_rpm_limit", b"_rpm_limit"]  # noqa: Y015
+    _WhichOneofReturnType__tokens_remaining: _TypeAlias = _typing.Literal["tokens_remaining"]  # noqa: Y015
+    _WhichOneofArgType__tokens_remaining: _TypeAlias = _typing.Literal["_tokens_remaining", b"_tokens_remaining"]  # noqa: Y015
+    _WhichOneofReturnType__tpm_limit: _TypeAlias = _typing.Literal["tpm_limit"]  # noqa: Y015
+    _WhichOneofArgType__tpm_limit: _TypeAlias = _typing.Literal["_tpm_limit", b"_tpm_limit"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__requests_remaining) -> _WhichOneofReturnType__requests_remaining | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rpm_limit) -> _WhichOneofReturnType__rpm_limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tokens_remaining) -> _WhichOneofReturnType__tokens_remaining | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tpm_limit) -> _WhichOneofReturnType__tpm_limit | None: ...
+
+Global___DeploymentStats: _TypeAlias = DeploymentStats  # noqa: Y015
+
+@_typing.final
+class SpenderStats(_message.Message):
+    """A caller key or a team."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def calls(self) -> Global___CallStats: ...
+    @_builtins.property
+    def budget(self) -> Global___BudgetStatus:
+        """Absent when it has no budget."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        calls: Global___CallStats | None = ...,
+        budget: Global___BudgetStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "calls", b"calls"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "calls", b"calls", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpenderStats: _TypeAlias = SpenderStats  # noqa: Y015
+
+@_typing.final
+class ProviderStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SPEND_USD_FIELD_NUMBER: _builtins.int
+    BUDGET_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    spend_usd: _builtins.float
+    @_builtins.property
+    def budget(self) -> Global___BudgetStatus:
+        """Absent when it has no budget."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        spend_usd: _builtins.float = ...,
+        budget: Global___BudgetStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "name", b"name", "spend_usd", b"spend_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderStats: _TypeAlias = ProviderStats  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERIOD_FIELD_NUMBER: _builtins.int
+    PERIOD_START_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    DEPLOYMENTS_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
+    TEAMS_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    period: Global___StatsPeriod.ValueType
+    shared: _builtins.bool
+    """True: the figures of every replica sharing this gateway's Redis; false:
+    this process's own (no Redis configured, or Redis did not answer).
+    """
+    @_builtins.property
+    def period_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupStats]: ...
+    @_builtins.property
+    def deployments(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeploymentStats]: ...
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpenderStats]: ...
+    @_builtins.property
+    def teams(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpenderStats]: ...
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderStats]: ...
+    def __init__(
+        self,
+        *,
+        period: Global___StatsPeriod.ValueType = ...,
+        period_start: _timestamp_pb2.Timestamp | None = ...,
+        shared: _builtins.bool = ...,
+        groups: _abc.Iterable[Global___GroupStats] | None = ...,
+        deployments: _abc.Iterable[Global___DeploymentStats] | None = ...,
+        keys: _abc.Iterable[Global___SpenderStats] | None = ...,
+        teams: _abc.Iterable[Global___SpenderStats] | None = ...,
+        providers: _abc.Iterable[Global___ProviderStats] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_start", b"period_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deployments", b"deployments", "groups", b"groups", "keys", b"keys", "period", b"period", "period_start", b"period_start", "providers", b"providers", "shared", b"shared", "teams", b"teams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015

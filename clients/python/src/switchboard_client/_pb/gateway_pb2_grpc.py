@@ -57,6 +57,11 @@ class GatewayStub:
                 request_serializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/switchboard.v1.Gateway/GetStats',
+                request_serializer=switchboard_dot_v1_dot_gateway__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_gateway__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -97,6 +102,16 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """GetStats reports calls, errors, latency, tokens, spend and cache hits per
+        model group, deployment, caller key, team and provider over a period, with
+        each deployment's cooldown and limiter state and each budget's spend. A
+        key that is not an admin key sees its own key and team lines only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +134,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.InvalidateCache,
                     request_deserializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=switchboard_dot_v1_dot_gateway__pb2.GetStatsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_gateway__pb2.GetStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -232,6 +252,33 @@ class Gateway:
             '/switchboard.v1.Gateway/InvalidateCache',
             switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheRequest.SerializeToString,
             switchboard_dot_v1_dot_gateway__pb2.InvalidateCacheResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.Gateway/GetStats',
+            switchboard_dot_v1_dot_gateway__pb2.GetStatsRequest.SerializeToString,
+            switchboard_dot_v1_dot_gateway__pb2.GetStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

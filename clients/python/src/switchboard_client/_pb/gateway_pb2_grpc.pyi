@@ -50,6 +50,12 @@ class GatewayStub:
     (document ids or content hashes), or every answer of a namespace. When
     caller keys are configured it needs a key with `admin: true`.
     """
+    GetStats: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetStatsRequest, _gateway_pb2.GetStatsResponse]
+    """GetStats reports calls, errors, latency, tokens, spend and cache hits per
+    model group, deployment, caller key, team and provider over a period, with
+    each deployment's cooldown and limiter state and each budget's spend. A
+    key that is not an admin key sees its own key and team lines only.
+    """
 
 @_typing.type_check_only
 class GatewayAsyncStub(GatewayStub):
@@ -72,6 +78,12 @@ class GatewayAsyncStub(GatewayStub):
     """InvalidateCache removes cached answers built on any of the given tags
     (document ids or content hashes), or every answer of a namespace. When
     caller keys are configured it needs a key with `admin: true`.
+    """
+    GetStats: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetStatsRequest, _gateway_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """GetStats reports calls, errors, latency, tokens, spend and cache hits per
+    model group, deployment, caller key, team and provider over a period, with
+    each deployment's cooldown and limiter state and each budget's spend. A
+    key that is not an admin key sees its own key and team lines only.
     """
 
 class GatewayServicer(metaclass=_abc_1.ABCMeta):
@@ -116,6 +128,18 @@ class GatewayServicer(metaclass=_abc_1.ABCMeta):
         """InvalidateCache removes cached answers built on any of the given tags
         (document ids or content hashes), or every answer of a namespace. When
         caller keys are configured it needs a key with `admin: true`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _gateway_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GetStatsResponse, _abc.Awaitable[_gateway_pb2.GetStatsResponse]]:
+        """GetStats reports calls, errors, latency, tokens, spend and cache hits per
+        model group, deployment, caller key, team and provider over a period, with
+        each deployment's cooldown and limiter state and each budget's spend. A
+        key that is not an admin key sees its own key and team lines only.
         """
 
 def add_GatewayServicer_to_server(servicer: GatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

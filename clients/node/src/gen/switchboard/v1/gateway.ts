@@ -318,6 +318,58 @@ export function deploymentStateToJSON(object: DeploymentState): string {
   }
 }
 
+/** A period of GetStats: the current UTC hour, day or month, or all time. */
+export enum StatsPeriod {
+  STATS_PERIOD_UNSPECIFIED = 0,
+  STATS_PERIOD_HOUR = 1,
+  STATS_PERIOD_DAY = 2,
+  STATS_PERIOD_MONTH = 3,
+  STATS_PERIOD_TOTAL = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function statsPeriodFromJSON(object: any): StatsPeriod {
+  switch (object) {
+    case 0:
+    case "STATS_PERIOD_UNSPECIFIED":
+      return StatsPeriod.STATS_PERIOD_UNSPECIFIED;
+    case 1:
+    case "STATS_PERIOD_HOUR":
+      return StatsPeriod.STATS_PERIOD_HOUR;
+    case 2:
+    case "STATS_PERIOD_DAY":
+      return StatsPeriod.STATS_PERIOD_DAY;
+    case 3:
+    case "STATS_PERIOD_MONTH":
+      return StatsPeriod.STATS_PERIOD_MONTH;
+    case 4:
+    case "STATS_PERIOD_TOTAL":
+      return StatsPeriod.STATS_PERIOD_TOTAL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StatsPeriod.UNRECOGNIZED;
+  }
+}
+
+export function statsPeriodToJSON(object: StatsPeriod): string {
+  switch (object) {
+    case StatsPeriod.STATS_PERIOD_UNSPECIFIED:
+      return "STATS_PERIOD_UNSPECIFIED";
+    case StatsPeriod.STATS_PERIOD_HOUR:
+      return "STATS_PERIOD_HOUR";
+    case StatsPeriod.STATS_PERIOD_DAY:
+      return "STATS_PERIOD_DAY";
+    case StatsPeriod.STATS_PERIOD_MONTH:
+      return "STATS_PERIOD_MONTH";
+    case StatsPeriod.STATS_PERIOD_TOTAL:
+      return "STATS_PERIOD_TOTAL";
+    case StatsPeriod.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** A tool call the assistant made. */
 export interface ToolCall {
   id: string;
@@ -475,6 +527,22 @@ export interface RoutingDecision {
     | undefined;
   /** The eligible deployments the strategy chose among for the answering attempt. */
   candidates: string[];
+  /** The alias the caller named, when it named one (`fast`, `auto`, ...). */
+  alias: string;
+  /** Set when an `auto` alias chose the model group by the prompt's difficulty. */
+  auto?: AutoDecision | undefined;
+}
+
+/** How an `auto` alias classified the prompt and where it sent it. */
+export interface AutoDecision {
+  /** `simple` or `hard`. */
+  tier: string;
+  /** The classifier's difficulty score in [0, 1]; `hard` from the threshold up. */
+  score: number;
+  /** The features that decided, for example `hard: score 0.71 >= 0.45 (code, multi_step)`. */
+  reason: string;
+  /** The model group the tier maps to. */
+  modelGroup: string;
 }
 
 /** A fragment of a tool call in a stream. */
@@ -543,6 +611,33 @@ export interface Deployment {
   inFlight: number;
   /** Share of routed calls it accepts now: 1 when healthy, growing while ramping. */
   trafficShare: number;
+  /** What it charges; absent when its price is unknown. */
+  price?: Price | undefined;
+}
+
+/** A price per 1,000 tokens, in US dollars. */
+export interface Price {
+  inputPer1kUsd: number;
+  outputPer1kUsd: number;
+}
+
+/** Sampling fields an alias sets when the request leaves them unset. */
+export interface SamplingDefaults {
+  maxTokens?: number | undefined;
+  temperature?: number | undefined;
+  topP?: number | undefined;
+  stop: string[];
+  seed?: number | undefined;
+  presencePenalty?: number | undefined;
+  frequencyPenalty?: number | undefined;
+}
+
+/** An `auto` alias: simple prompts go to one group, hard ones to another. */
+export interface AutoRoute {
+  simpleTarget: string;
+  hardTarget: string;
+  /** Difficulty scores from this up are hard. */
+  threshold: number;
 }
 
 /** A model group: deployments that serve the same model. */
@@ -553,10 +648,24 @@ export interface ModelGroup {
   fallbacks: string[];
 }
 
-/** An alias names a model group. */
+/** An alias names a model group, with sampling defaults, or routes by difficulty. */
 export interface Alias {
   name: string;
+  /** The model group it stands for; for an `auto` alias, the group of hard prompts. */
   target: string;
+  defaults?:
+    | SamplingDefaults
+    | undefined;
+  /**
+   * The cheapest and the dearest deployment a call through the alias may reach;
+   * absent when no price is known.
+   */
+  minPrice?: Price | undefined;
+  maxPrice?:
+    | Price
+    | undefined;
+  /** Set for an alias that routes by the prompt's difficulty. */
+  auto?: AutoRoute | undefined;
 }
 
 /** One of the gateway's caches, as ListModels shows it. */
@@ -587,6 +696,98 @@ export interface InvalidateCacheRequest {
 export interface InvalidateCacheResponse {
   /** How many stored answers were removed. */
   removed: number;
+}
+
+export interface GetStatsRequest {
+  /** Unspecified: the current day. */
+  period: StatsPeriod;
+}
+
+/** What a set of calls did, over the requested period. */
+export interface CallStats {
+  requests: number;
+  /** Failed requests by kind (`rate_limited`, `timeout`, `budget_exceeded`, ...). */
+  errors: { [key: string]: number };
+  /** Absent when there was no call. */
+  latencyP50?: Duration | undefined;
+  latencyP95?: Duration | undefined;
+  inputTokens: number;
+  outputTokens: number;
+  spendUsd: number;
+  /** What answers from the cache would have cost (they cost nothing). */
+  savedUsd: number;
+  cacheHits: number;
+  /** cache_hits / requests; 0 with no request. */
+  cacheHitRate: number;
+}
+
+export interface CallStats_ErrorsEntry {
+  key: string;
+  value: number;
+}
+
+/** A spending limit and what has been spent against it in its current window. */
+export interface BudgetStatus {
+  maxBudgetUsd: number;
+  spendUsd: number;
+  remainingUsd: number;
+  /** LiteLLM's budget_duration, for example `1d` or `1mo`. */
+  duration: string;
+  resetsAt?: Date | undefined;
+}
+
+export interface GroupStats {
+  name: string;
+  calls?: CallStats | undefined;
+}
+
+export interface DeploymentStats {
+  id: string;
+  modelGroup: string;
+  /** Attempts sent to this deployment. */
+  calls?: CallStats | undefined;
+  state: DeploymentState;
+  /** Set while it cools down (or its provider is over budget). */
+  cooldownUntil?: Date | undefined;
+  rpmLimit?: number | undefined;
+  tpmLimit?: number | undefined;
+  requestsRemaining?: number | undefined;
+  tokensRemaining?: number | undefined;
+  inFlight: number;
+}
+
+/** A caller key or a team. */
+export interface SpenderStats {
+  name: string;
+  calls?:
+    | CallStats
+    | undefined;
+  /** Absent when it has no budget. */
+  budget?: BudgetStatus | undefined;
+}
+
+export interface ProviderStats {
+  name: string;
+  spendUsd: number;
+  /** Absent when it has no budget. */
+  budget?: BudgetStatus | undefined;
+}
+
+export interface GetStatsResponse {
+  period: StatsPeriod;
+  periodStart?:
+    | Date
+    | undefined;
+  /**
+   * True: the figures of every replica sharing this gateway's Redis; false:
+   * this process's own (no Redis configured, or Redis did not answer).
+   */
+  shared: boolean;
+  groups: GroupStats[];
+  deployments: DeploymentStats[];
+  keys: SpenderStats[];
+  teams: SpenderStats[];
+  providers: ProviderStats[];
 }
 
 function createBaseToolCall(): ToolCall {
@@ -2230,7 +2431,7 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
 };
 
 function createBaseRoutingDecision(): RoutingDecision {
-  return { strategy: "", explored: false, queueWait: undefined, candidates: [] };
+  return { strategy: "", explored: false, queueWait: undefined, candidates: [], alias: "", auto: undefined };
 }
 
 export const RoutingDecision: MessageFns<RoutingDecision> = {
@@ -2246,6 +2447,12 @@ export const RoutingDecision: MessageFns<RoutingDecision> = {
     }
     for (const v of message.candidates) {
       writer.uint32(34).string(v!);
+    }
+    if (message.alias !== "") {
+      writer.uint32(42).string(message.alias);
+    }
+    if (message.auto !== undefined) {
+      AutoDecision.encode(message.auto, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2295,6 +2502,22 @@ export const RoutingDecision: MessageFns<RoutingDecision> = {
             message.candidates.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.alias = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.auto = AutoDecision.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2319,6 +2542,8 @@ export const RoutingDecision: MessageFns<RoutingDecision> = {
       candidates: globalThis.Array.isArray(object?.candidates)
         ? object.candidates.map((e: any) => globalThis.String(e))
         : [],
+      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      auto: isSet(object.auto) ? AutoDecision.fromJSON(object.auto) : undefined,
     };
   },
 
@@ -2336,6 +2561,12 @@ export const RoutingDecision: MessageFns<RoutingDecision> = {
     if (message.candidates?.length) {
       obj.candidates = message.candidates;
     }
+    if (message.alias !== "") {
+      obj.alias = message.alias;
+    }
+    if (message.auto !== undefined) {
+      obj.auto = AutoDecision.toJSON(message.auto);
+    }
     return obj;
   },
 
@@ -2350,6 +2581,131 @@ export const RoutingDecision: MessageFns<RoutingDecision> = {
       ? Duration.fromPartial(object.queueWait)
       : undefined;
     message.candidates = object.candidates?.map((e) => e) || [];
+    message.alias = object.alias ?? "";
+    message.auto = (object.auto !== undefined && object.auto !== null)
+      ? AutoDecision.fromPartial(object.auto)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseAutoDecision(): AutoDecision {
+  return { tier: "", score: 0, reason: "", modelGroup: "" };
+}
+
+export const AutoDecision: MessageFns<AutoDecision> = {
+  encode(message: AutoDecision, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tier !== "") {
+      writer.uint32(10).string(message.tier);
+    }
+    if (message.score !== 0) {
+      writer.uint32(17).double(message.score);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    if (message.modelGroup !== "") {
+      writer.uint32(34).string(message.modelGroup);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AutoDecision {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAutoDecision();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tier = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.score = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.modelGroup = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AutoDecision {
+    return {
+      tier: isSet(object.tier) ? globalThis.String(object.tier) : "",
+      score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      modelGroup: isSet(object.modelGroup)
+        ? globalThis.String(object.modelGroup)
+        : isSet(object.model_group)
+        ? globalThis.String(object.model_group)
+        : "",
+    };
+  },
+
+  toJSON(message: AutoDecision): unknown {
+    const obj: any = {};
+    if (message.tier !== "") {
+      obj.tier = message.tier;
+    }
+    if (message.score !== 0) {
+      obj.score = floatToJson(message.score);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.modelGroup !== "") {
+      obj.modelGroup = message.modelGroup;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AutoDecision>): AutoDecision {
+    return AutoDecision.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AutoDecision>): AutoDecision {
+    const message = createBaseAutoDecision();
+    message.tier = object.tier ?? "";
+    message.score = object.score ?? 0;
+    message.reason = object.reason ?? "";
+    message.modelGroup = object.modelGroup ?? "";
     return message;
   },
 };
@@ -3017,6 +3373,7 @@ function createBaseDeployment(): Deployment {
     tokensRemaining: undefined,
     inFlight: 0,
     trafficShare: 0,
+    price: undefined,
   };
 }
 
@@ -3054,6 +3411,9 @@ export const Deployment: MessageFns<Deployment> = {
     }
     if (message.trafficShare !== 0) {
       writer.uint32(89).double(message.trafficShare);
+    }
+    if (message.price !== undefined) {
+      Price.encode(message.price, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -3159,6 +3519,14 @@ export const Deployment: MessageFns<Deployment> = {
             message.trafficShare = reader.double();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.price = Price.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3212,6 +3580,7 @@ export const Deployment: MessageFns<Deployment> = {
         : isSet(object.traffic_share)
         ? globalThis.Number(object.traffic_share)
         : 0,
+      price: isSet(object.price) ? Price.fromJSON(object.price) : undefined,
     };
   },
 
@@ -3250,6 +3619,9 @@ export const Deployment: MessageFns<Deployment> = {
     if (message.trafficShare !== 0) {
       obj.trafficShare = floatToJson(message.trafficShare);
     }
+    if (message.price !== undefined) {
+      obj.price = Price.toJSON(message.price);
+    }
     return obj;
   },
 
@@ -3269,6 +3641,398 @@ export const Deployment: MessageFns<Deployment> = {
     message.tokensRemaining = object.tokensRemaining ?? undefined;
     message.inFlight = object.inFlight ?? 0;
     message.trafficShare = object.trafficShare ?? 0;
+    message.price = (object.price !== undefined && object.price !== null) ? Price.fromPartial(object.price) : undefined;
+    return message;
+  },
+};
+
+function createBasePrice(): Price {
+  return { inputPer1kUsd: 0, outputPer1kUsd: 0 };
+}
+
+export const Price: MessageFns<Price> = {
+  encode(message: Price, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inputPer1kUsd !== 0) {
+      writer.uint32(9).double(message.inputPer1kUsd);
+    }
+    if (message.outputPer1kUsd !== 0) {
+      writer.uint32(17).double(message.outputPer1kUsd);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Price {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrice();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.inputPer1kUsd = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.outputPer1kUsd = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Price {
+    return {
+      inputPer1kUsd: isSet(object.inputPer1kUsd)
+        ? globalThis.Number(object.inputPer1kUsd)
+        : isSet(object.input_per_1k_usd)
+        ? globalThis.Number(object.input_per_1k_usd)
+        : 0,
+      outputPer1kUsd: isSet(object.outputPer1kUsd)
+        ? globalThis.Number(object.outputPer1kUsd)
+        : isSet(object.output_per_1k_usd)
+        ? globalThis.Number(object.output_per_1k_usd)
+        : 0,
+    };
+  },
+
+  toJSON(message: Price): unknown {
+    const obj: any = {};
+    if (message.inputPer1kUsd !== 0) {
+      obj.inputPer1kUsd = floatToJson(message.inputPer1kUsd);
+    }
+    if (message.outputPer1kUsd !== 0) {
+      obj.outputPer1kUsd = floatToJson(message.outputPer1kUsd);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Price>): Price {
+    return Price.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Price>): Price {
+    const message = createBasePrice();
+    message.inputPer1kUsd = object.inputPer1kUsd ?? 0;
+    message.outputPer1kUsd = object.outputPer1kUsd ?? 0;
+    return message;
+  },
+};
+
+function createBaseSamplingDefaults(): SamplingDefaults {
+  return {
+    maxTokens: undefined,
+    temperature: undefined,
+    topP: undefined,
+    stop: [],
+    seed: undefined,
+    presencePenalty: undefined,
+    frequencyPenalty: undefined,
+  };
+}
+
+export const SamplingDefaults: MessageFns<SamplingDefaults> = {
+  encode(message: SamplingDefaults, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxTokens !== undefined) {
+      writer.uint32(8).uint32(message.maxTokens);
+    }
+    if (message.temperature !== undefined) {
+      writer.uint32(17).double(message.temperature);
+    }
+    if (message.topP !== undefined) {
+      writer.uint32(25).double(message.topP);
+    }
+    for (const v of message.stop) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.seed !== undefined) {
+      writer.uint32(40).int64(message.seed);
+    }
+    if (message.presencePenalty !== undefined) {
+      writer.uint32(49).double(message.presencePenalty);
+    }
+    if (message.frequencyPenalty !== undefined) {
+      writer.uint32(57).double(message.frequencyPenalty);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SamplingDefaults {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSamplingDefaults();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.maxTokens = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.temperature = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.topP = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.stop.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.seed = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.presencePenalty = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.frequencyPenalty = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SamplingDefaults {
+    return {
+      maxTokens: isSet(object.maxTokens)
+        ? globalThis.Number(object.maxTokens)
+        : isSet(object.max_tokens)
+        ? globalThis.Number(object.max_tokens)
+        : undefined,
+      temperature: isSet(object.temperature) ? globalThis.Number(object.temperature) : undefined,
+      topP: isSet(object.topP)
+        ? globalThis.Number(object.topP)
+        : isSet(object.top_p)
+        ? globalThis.Number(object.top_p)
+        : undefined,
+      stop: globalThis.Array.isArray(object?.stop) ? object.stop.map((e: any) => globalThis.String(e)) : [],
+      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+      presencePenalty: isSet(object.presencePenalty)
+        ? globalThis.Number(object.presencePenalty)
+        : isSet(object.presence_penalty)
+        ? globalThis.Number(object.presence_penalty)
+        : undefined,
+      frequencyPenalty: isSet(object.frequencyPenalty)
+        ? globalThis.Number(object.frequencyPenalty)
+        : isSet(object.frequency_penalty)
+        ? globalThis.Number(object.frequency_penalty)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SamplingDefaults): unknown {
+    const obj: any = {};
+    if (message.maxTokens !== undefined) {
+      obj.maxTokens = Math.round(message.maxTokens);
+    }
+    if (message.temperature !== undefined) {
+      obj.temperature = floatToJson(message.temperature);
+    }
+    if (message.topP !== undefined) {
+      obj.topP = floatToJson(message.topP);
+    }
+    if (message.stop?.length) {
+      obj.stop = message.stop;
+    }
+    if (message.seed !== undefined) {
+      obj.seed = Math.round(message.seed);
+    }
+    if (message.presencePenalty !== undefined) {
+      obj.presencePenalty = floatToJson(message.presencePenalty);
+    }
+    if (message.frequencyPenalty !== undefined) {
+      obj.frequencyPenalty = floatToJson(message.frequencyPenalty);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SamplingDefaults>): SamplingDefaults {
+    return SamplingDefaults.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SamplingDefaults>): SamplingDefaults {
+    const message = createBaseSamplingDefaults();
+    message.maxTokens = object.maxTokens ?? undefined;
+    message.temperature = object.temperature ?? undefined;
+    message.topP = object.topP ?? undefined;
+    message.stop = object.stop?.map((e) => e) || [];
+    message.seed = object.seed ?? undefined;
+    message.presencePenalty = object.presencePenalty ?? undefined;
+    message.frequencyPenalty = object.frequencyPenalty ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAutoRoute(): AutoRoute {
+  return { simpleTarget: "", hardTarget: "", threshold: 0 };
+}
+
+export const AutoRoute: MessageFns<AutoRoute> = {
+  encode(message: AutoRoute, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.simpleTarget !== "") {
+      writer.uint32(10).string(message.simpleTarget);
+    }
+    if (message.hardTarget !== "") {
+      writer.uint32(18).string(message.hardTarget);
+    }
+    if (message.threshold !== 0) {
+      writer.uint32(25).double(message.threshold);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AutoRoute {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAutoRoute();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.simpleTarget = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hardTarget = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.threshold = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AutoRoute {
+    return {
+      simpleTarget: isSet(object.simpleTarget)
+        ? globalThis.String(object.simpleTarget)
+        : isSet(object.simple_target)
+        ? globalThis.String(object.simple_target)
+        : "",
+      hardTarget: isSet(object.hardTarget)
+        ? globalThis.String(object.hardTarget)
+        : isSet(object.hard_target)
+        ? globalThis.String(object.hard_target)
+        : "",
+      threshold: isSet(object.threshold) ? globalThis.Number(object.threshold) : 0,
+    };
+  },
+
+  toJSON(message: AutoRoute): unknown {
+    const obj: any = {};
+    if (message.simpleTarget !== "") {
+      obj.simpleTarget = message.simpleTarget;
+    }
+    if (message.hardTarget !== "") {
+      obj.hardTarget = message.hardTarget;
+    }
+    if (message.threshold !== 0) {
+      obj.threshold = floatToJson(message.threshold);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AutoRoute>): AutoRoute {
+    return AutoRoute.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AutoRoute>): AutoRoute {
+    const message = createBaseAutoRoute();
+    message.simpleTarget = object.simpleTarget ?? "";
+    message.hardTarget = object.hardTarget ?? "";
+    message.threshold = object.threshold ?? 0;
     return message;
   },
 };
@@ -3379,7 +4143,7 @@ export const ModelGroup: MessageFns<ModelGroup> = {
 };
 
 function createBaseAlias(): Alias {
-  return { name: "", target: "" };
+  return { name: "", target: "", defaults: undefined, minPrice: undefined, maxPrice: undefined, auto: undefined };
 }
 
 export const Alias: MessageFns<Alias> = {
@@ -3389,6 +4153,18 @@ export const Alias: MessageFns<Alias> = {
     }
     if (message.target !== "") {
       writer.uint32(18).string(message.target);
+    }
+    if (message.defaults !== undefined) {
+      SamplingDefaults.encode(message.defaults, writer.uint32(26).fork()).join();
+    }
+    if (message.minPrice !== undefined) {
+      Price.encode(message.minPrice, writer.uint32(34).fork()).join();
+    }
+    if (message.maxPrice !== undefined) {
+      Price.encode(message.maxPrice, writer.uint32(42).fork()).join();
+    }
+    if (message.auto !== undefined) {
+      AutoRoute.encode(message.auto, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -3422,6 +4198,38 @@ export const Alias: MessageFns<Alias> = {
             message.target = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.defaults = SamplingDefaults.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.minPrice = Price.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.maxPrice = Price.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.auto = AutoRoute.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3438,6 +4246,18 @@ export const Alias: MessageFns<Alias> = {
     return {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       target: isSet(object.target) ? globalThis.String(object.target) : "",
+      defaults: isSet(object.defaults) ? SamplingDefaults.fromJSON(object.defaults) : undefined,
+      minPrice: isSet(object.minPrice)
+        ? Price.fromJSON(object.minPrice)
+        : isSet(object.min_price)
+        ? Price.fromJSON(object.min_price)
+        : undefined,
+      maxPrice: isSet(object.maxPrice)
+        ? Price.fromJSON(object.maxPrice)
+        : isSet(object.max_price)
+        ? Price.fromJSON(object.max_price)
+        : undefined,
+      auto: isSet(object.auto) ? AutoRoute.fromJSON(object.auto) : undefined,
     };
   },
 
@@ -3449,6 +4269,18 @@ export const Alias: MessageFns<Alias> = {
     if (message.target !== "") {
       obj.target = message.target;
     }
+    if (message.defaults !== undefined) {
+      obj.defaults = SamplingDefaults.toJSON(message.defaults);
+    }
+    if (message.minPrice !== undefined) {
+      obj.minPrice = Price.toJSON(message.minPrice);
+    }
+    if (message.maxPrice !== undefined) {
+      obj.maxPrice = Price.toJSON(message.maxPrice);
+    }
+    if (message.auto !== undefined) {
+      obj.auto = AutoRoute.toJSON(message.auto);
+    }
     return obj;
   },
 
@@ -3459,6 +4291,16 @@ export const Alias: MessageFns<Alias> = {
     const message = createBaseAlias();
     message.name = object.name ?? "";
     message.target = object.target ?? "";
+    message.defaults = (object.defaults !== undefined && object.defaults !== null)
+      ? SamplingDefaults.fromPartial(object.defaults)
+      : undefined;
+    message.minPrice = (object.minPrice !== undefined && object.minPrice !== null)
+      ? Price.fromPartial(object.minPrice)
+      : undefined;
+    message.maxPrice = (object.maxPrice !== undefined && object.maxPrice !== null)
+      ? Price.fromPartial(object.maxPrice)
+      : undefined;
+    message.auto = (object.auto !== undefined && object.auto !== null) ? AutoRoute.fromPartial(object.auto) : undefined;
     return message;
   },
 };
@@ -3833,6 +4675,1348 @@ export const InvalidateCacheResponse: MessageFns<InvalidateCacheResponse> = {
   },
 };
 
+function createBaseGetStatsRequest(): GetStatsRequest {
+  return { period: 0 };
+}
+
+export const GetStatsRequest: MessageFns<GetStatsRequest> = {
+  encode(message: GetStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.period !== 0) {
+      writer.uint32(8).int32(message.period);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetStatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetStatsRequest {
+    return { period: isSet(object.period) ? statsPeriodFromJSON(object.period) : 0 };
+  },
+
+  toJSON(message: GetStatsRequest): unknown {
+    const obj: any = {};
+    if (message.period !== 0) {
+      obj.period = statsPeriodToJSON(message.period);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetStatsRequest>): GetStatsRequest {
+    return GetStatsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetStatsRequest>): GetStatsRequest {
+    const message = createBaseGetStatsRequest();
+    message.period = object.period ?? 0;
+    return message;
+  },
+};
+
+function createBaseCallStats(): CallStats {
+  return {
+    requests: 0,
+    errors: {},
+    latencyP50: undefined,
+    latencyP95: undefined,
+    inputTokens: 0,
+    outputTokens: 0,
+    spendUsd: 0,
+    savedUsd: 0,
+    cacheHits: 0,
+    cacheHitRate: 0,
+  };
+}
+
+export const CallStats: MessageFns<CallStats> = {
+  encode(message: CallStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requests !== 0) {
+      writer.uint32(8).uint64(message.requests);
+    }
+    globalThis.Object.entries(message.errors).forEach(([key, value]: [string, number]) => {
+      CallStats_ErrorsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.latencyP50 !== undefined) {
+      Duration.encode(message.latencyP50, writer.uint32(26).fork()).join();
+    }
+    if (message.latencyP95 !== undefined) {
+      Duration.encode(message.latencyP95, writer.uint32(34).fork()).join();
+    }
+    if (message.inputTokens !== 0) {
+      writer.uint32(40).uint64(message.inputTokens);
+    }
+    if (message.outputTokens !== 0) {
+      writer.uint32(48).uint64(message.outputTokens);
+    }
+    if (message.spendUsd !== 0) {
+      writer.uint32(57).double(message.spendUsd);
+    }
+    if (message.savedUsd !== 0) {
+      writer.uint32(65).double(message.savedUsd);
+    }
+    if (message.cacheHits !== 0) {
+      writer.uint32(72).uint64(message.cacheHits);
+    }
+    if (message.cacheHitRate !== 0) {
+      writer.uint32(81).double(message.cacheHitRate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requests = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = CallStats_ErrorsEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.errors[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.latencyP50 = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.latencyP95 = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.inputTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.outputTokens = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.spendUsd = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.savedUsd = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cacheHits = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 81) {
+              break;
+            }
+
+            message.cacheHitRate = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallStats {
+    return {
+      requests: isSet(object.requests) ? globalThis.Number(object.requests) : 0,
+      errors: isObject(object.errors)
+        ? (globalThis.Object.entries(object.errors) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      latencyP50: isSet(object.latencyP50)
+        ? Duration.fromJSON(object.latencyP50)
+        : isSet(object.latency_p50)
+        ? Duration.fromJSON(object.latency_p50)
+        : undefined,
+      latencyP95: isSet(object.latencyP95)
+        ? Duration.fromJSON(object.latencyP95)
+        : isSet(object.latency_p95)
+        ? Duration.fromJSON(object.latency_p95)
+        : undefined,
+      inputTokens: isSet(object.inputTokens)
+        ? globalThis.Number(object.inputTokens)
+        : isSet(object.input_tokens)
+        ? globalThis.Number(object.input_tokens)
+        : 0,
+      outputTokens: isSet(object.outputTokens)
+        ? globalThis.Number(object.outputTokens)
+        : isSet(object.output_tokens)
+        ? globalThis.Number(object.output_tokens)
+        : 0,
+      spendUsd: isSet(object.spendUsd)
+        ? globalThis.Number(object.spendUsd)
+        : isSet(object.spend_usd)
+        ? globalThis.Number(object.spend_usd)
+        : 0,
+      savedUsd: isSet(object.savedUsd)
+        ? globalThis.Number(object.savedUsd)
+        : isSet(object.saved_usd)
+        ? globalThis.Number(object.saved_usd)
+        : 0,
+      cacheHits: isSet(object.cacheHits)
+        ? globalThis.Number(object.cacheHits)
+        : isSet(object.cache_hits)
+        ? globalThis.Number(object.cache_hits)
+        : 0,
+      cacheHitRate: isSet(object.cacheHitRate)
+        ? globalThis.Number(object.cacheHitRate)
+        : isSet(object.cache_hit_rate)
+        ? globalThis.Number(object.cache_hit_rate)
+        : 0,
+    };
+  },
+
+  toJSON(message: CallStats): unknown {
+    const obj: any = {};
+    if (message.requests !== 0) {
+      obj.requests = Math.round(message.requests);
+    }
+    if (message.errors) {
+      const entries = globalThis.Object.entries(message.errors) as [string, number][];
+      if (entries.length > 0) {
+        obj.errors = {};
+        entries.forEach(([k, v]) => {
+          obj.errors[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.latencyP50 !== undefined) {
+      obj.latencyP50 = Duration.toJSON(message.latencyP50);
+    }
+    if (message.latencyP95 !== undefined) {
+      obj.latencyP95 = Duration.toJSON(message.latencyP95);
+    }
+    if (message.inputTokens !== 0) {
+      obj.inputTokens = Math.round(message.inputTokens);
+    }
+    if (message.outputTokens !== 0) {
+      obj.outputTokens = Math.round(message.outputTokens);
+    }
+    if (message.spendUsd !== 0) {
+      obj.spendUsd = floatToJson(message.spendUsd);
+    }
+    if (message.savedUsd !== 0) {
+      obj.savedUsd = floatToJson(message.savedUsd);
+    }
+    if (message.cacheHits !== 0) {
+      obj.cacheHits = Math.round(message.cacheHits);
+    }
+    if (message.cacheHitRate !== 0) {
+      obj.cacheHitRate = floatToJson(message.cacheHitRate);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CallStats>): CallStats {
+    return CallStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CallStats>): CallStats {
+    const message = createBaseCallStats();
+    message.requests = object.requests ?? 0;
+    message.errors = (globalThis.Object.entries(object.errors ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.latencyP50 = (object.latencyP50 !== undefined && object.latencyP50 !== null)
+      ? Duration.fromPartial(object.latencyP50)
+      : undefined;
+    message.latencyP95 = (object.latencyP95 !== undefined && object.latencyP95 !== null)
+      ? Duration.fromPartial(object.latencyP95)
+      : undefined;
+    message.inputTokens = object.inputTokens ?? 0;
+    message.outputTokens = object.outputTokens ?? 0;
+    message.spendUsd = object.spendUsd ?? 0;
+    message.savedUsd = object.savedUsd ?? 0;
+    message.cacheHits = object.cacheHits ?? 0;
+    message.cacheHitRate = object.cacheHitRate ?? 0;
+    return message;
+  },
+};
+
+function createBaseCallStats_ErrorsEntry(): CallStats_ErrorsEntry {
+  return { key: "", value: 0 };
+}
+
+export const CallStats_ErrorsEntry: MessageFns<CallStats_ErrorsEntry> = {
+  encode(message: CallStats_ErrorsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallStats_ErrorsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallStats_ErrorsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallStats_ErrorsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: CallStats_ErrorsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CallStats_ErrorsEntry>): CallStats_ErrorsEntry {
+    return CallStats_ErrorsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CallStats_ErrorsEntry>): CallStats_ErrorsEntry {
+    const message = createBaseCallStats_ErrorsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseBudgetStatus(): BudgetStatus {
+  return { maxBudgetUsd: 0, spendUsd: 0, remainingUsd: 0, duration: "", resetsAt: undefined };
+}
+
+export const BudgetStatus: MessageFns<BudgetStatus> = {
+  encode(message: BudgetStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maxBudgetUsd !== 0) {
+      writer.uint32(9).double(message.maxBudgetUsd);
+    }
+    if (message.spendUsd !== 0) {
+      writer.uint32(17).double(message.spendUsd);
+    }
+    if (message.remainingUsd !== 0) {
+      writer.uint32(25).double(message.remainingUsd);
+    }
+    if (message.duration !== "") {
+      writer.uint32(34).string(message.duration);
+    }
+    if (message.resetsAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.resetsAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BudgetStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBudgetStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.maxBudgetUsd = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.spendUsd = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.remainingUsd = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.duration = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resetsAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BudgetStatus {
+    return {
+      maxBudgetUsd: isSet(object.maxBudgetUsd)
+        ? globalThis.Number(object.maxBudgetUsd)
+        : isSet(object.max_budget_usd)
+        ? globalThis.Number(object.max_budget_usd)
+        : 0,
+      spendUsd: isSet(object.spendUsd)
+        ? globalThis.Number(object.spendUsd)
+        : isSet(object.spend_usd)
+        ? globalThis.Number(object.spend_usd)
+        : 0,
+      remainingUsd: isSet(object.remainingUsd)
+        ? globalThis.Number(object.remainingUsd)
+        : isSet(object.remaining_usd)
+        ? globalThis.Number(object.remaining_usd)
+        : 0,
+      duration: isSet(object.duration) ? globalThis.String(object.duration) : "",
+      resetsAt: isSet(object.resetsAt)
+        ? fromJsonTimestamp(object.resetsAt)
+        : isSet(object.resets_at)
+        ? fromJsonTimestamp(object.resets_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: BudgetStatus): unknown {
+    const obj: any = {};
+    if (message.maxBudgetUsd !== 0) {
+      obj.maxBudgetUsd = floatToJson(message.maxBudgetUsd);
+    }
+    if (message.spendUsd !== 0) {
+      obj.spendUsd = floatToJson(message.spendUsd);
+    }
+    if (message.remainingUsd !== 0) {
+      obj.remainingUsd = floatToJson(message.remainingUsd);
+    }
+    if (message.duration !== "") {
+      obj.duration = message.duration;
+    }
+    if (message.resetsAt !== undefined) {
+      obj.resetsAt = message.resetsAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BudgetStatus>): BudgetStatus {
+    return BudgetStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BudgetStatus>): BudgetStatus {
+    const message = createBaseBudgetStatus();
+    message.maxBudgetUsd = object.maxBudgetUsd ?? 0;
+    message.spendUsd = object.spendUsd ?? 0;
+    message.remainingUsd = object.remainingUsd ?? 0;
+    message.duration = object.duration ?? "";
+    message.resetsAt = object.resetsAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGroupStats(): GroupStats {
+  return { name: "", calls: undefined };
+}
+
+export const GroupStats: MessageFns<GroupStats> = {
+  encode(message: GroupStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.calls !== undefined) {
+      CallStats.encode(message.calls, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls = CallStats.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupStats {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      calls: isSet(object.calls) ? CallStats.fromJSON(object.calls) : undefined,
+    };
+  },
+
+  toJSON(message: GroupStats): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.calls !== undefined) {
+      obj.calls = CallStats.toJSON(message.calls);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GroupStats>): GroupStats {
+    return GroupStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GroupStats>): GroupStats {
+    const message = createBaseGroupStats();
+    message.name = object.name ?? "";
+    message.calls = (object.calls !== undefined && object.calls !== null)
+      ? CallStats.fromPartial(object.calls)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeploymentStats(): DeploymentStats {
+  return {
+    id: "",
+    modelGroup: "",
+    calls: undefined,
+    state: 0,
+    cooldownUntil: undefined,
+    rpmLimit: undefined,
+    tpmLimit: undefined,
+    requestsRemaining: undefined,
+    tokensRemaining: undefined,
+    inFlight: 0,
+  };
+}
+
+export const DeploymentStats: MessageFns<DeploymentStats> = {
+  encode(message: DeploymentStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.modelGroup !== "") {
+      writer.uint32(18).string(message.modelGroup);
+    }
+    if (message.calls !== undefined) {
+      CallStats.encode(message.calls, writer.uint32(26).fork()).join();
+    }
+    if (message.state !== 0) {
+      writer.uint32(32).int32(message.state);
+    }
+    if (message.cooldownUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.cooldownUntil), writer.uint32(42).fork()).join();
+    }
+    if (message.rpmLimit !== undefined) {
+      writer.uint32(48).uint64(message.rpmLimit);
+    }
+    if (message.tpmLimit !== undefined) {
+      writer.uint32(56).uint64(message.tpmLimit);
+    }
+    if (message.requestsRemaining !== undefined) {
+      writer.uint32(64).uint64(message.requestsRemaining);
+    }
+    if (message.tokensRemaining !== undefined) {
+      writer.uint32(72).uint64(message.tokensRemaining);
+    }
+    if (message.inFlight !== 0) {
+      writer.uint32(80).uint32(message.inFlight);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeploymentStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeploymentStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.modelGroup = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.calls = CallStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cooldownUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.rpmLimit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.tpmLimit = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.requestsRemaining = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.tokensRemaining = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.inFlight = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeploymentStats {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      modelGroup: isSet(object.modelGroup)
+        ? globalThis.String(object.modelGroup)
+        : isSet(object.model_group)
+        ? globalThis.String(object.model_group)
+        : "",
+      calls: isSet(object.calls) ? CallStats.fromJSON(object.calls) : undefined,
+      state: isSet(object.state) ? deploymentStateFromJSON(object.state) : 0,
+      cooldownUntil: isSet(object.cooldownUntil)
+        ? fromJsonTimestamp(object.cooldownUntil)
+        : isSet(object.cooldown_until)
+        ? fromJsonTimestamp(object.cooldown_until)
+        : undefined,
+      rpmLimit: isSet(object.rpmLimit)
+        ? globalThis.Number(object.rpmLimit)
+        : isSet(object.rpm_limit)
+        ? globalThis.Number(object.rpm_limit)
+        : undefined,
+      tpmLimit: isSet(object.tpmLimit)
+        ? globalThis.Number(object.tpmLimit)
+        : isSet(object.tpm_limit)
+        ? globalThis.Number(object.tpm_limit)
+        : undefined,
+      requestsRemaining: isSet(object.requestsRemaining)
+        ? globalThis.Number(object.requestsRemaining)
+        : isSet(object.requests_remaining)
+        ? globalThis.Number(object.requests_remaining)
+        : undefined,
+      tokensRemaining: isSet(object.tokensRemaining)
+        ? globalThis.Number(object.tokensRemaining)
+        : isSet(object.tokens_remaining)
+        ? globalThis.Number(object.tokens_remaining)
+        : undefined,
+      inFlight: isSet(object.inFlight)
+        ? globalThis.Number(object.inFlight)
+        : isSet(object.in_flight)
+        ? globalThis.Number(object.in_flight)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeploymentStats): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.modelGroup !== "") {
+      obj.modelGroup = message.modelGroup;
+    }
+    if (message.calls !== undefined) {
+      obj.calls = CallStats.toJSON(message.calls);
+    }
+    if (message.state !== 0) {
+      obj.state = deploymentStateToJSON(message.state);
+    }
+    if (message.cooldownUntil !== undefined) {
+      obj.cooldownUntil = message.cooldownUntil.toISOString();
+    }
+    if (message.rpmLimit !== undefined) {
+      obj.rpmLimit = Math.round(message.rpmLimit);
+    }
+    if (message.tpmLimit !== undefined) {
+      obj.tpmLimit = Math.round(message.tpmLimit);
+    }
+    if (message.requestsRemaining !== undefined) {
+      obj.requestsRemaining = Math.round(message.requestsRemaining);
+    }
+    if (message.tokensRemaining !== undefined) {
+      obj.tokensRemaining = Math.round(message.tokensRemaining);
+    }
+    if (message.inFlight !== 0) {
+      obj.inFlight = Math.round(message.inFlight);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeploymentStats>): DeploymentStats {
+    return DeploymentStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeploymentStats>): DeploymentStats {
+    const message = createBaseDeploymentStats();
+    message.id = object.id ?? "";
+    message.modelGroup = object.modelGroup ?? "";
+    message.calls = (object.calls !== undefined && object.calls !== null)
+      ? CallStats.fromPartial(object.calls)
+      : undefined;
+    message.state = object.state ?? 0;
+    message.cooldownUntil = object.cooldownUntil ?? undefined;
+    message.rpmLimit = object.rpmLimit ?? undefined;
+    message.tpmLimit = object.tpmLimit ?? undefined;
+    message.requestsRemaining = object.requestsRemaining ?? undefined;
+    message.tokensRemaining = object.tokensRemaining ?? undefined;
+    message.inFlight = object.inFlight ?? 0;
+    return message;
+  },
+};
+
+function createBaseSpenderStats(): SpenderStats {
+  return { name: "", calls: undefined, budget: undefined };
+}
+
+export const SpenderStats: MessageFns<SpenderStats> = {
+  encode(message: SpenderStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.calls !== undefined) {
+      CallStats.encode(message.calls, writer.uint32(18).fork()).join();
+    }
+    if (message.budget !== undefined) {
+      BudgetStatus.encode(message.budget, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpenderStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpenderStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.calls = CallStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.budget = BudgetStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpenderStats {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      calls: isSet(object.calls) ? CallStats.fromJSON(object.calls) : undefined,
+      budget: isSet(object.budget) ? BudgetStatus.fromJSON(object.budget) : undefined,
+    };
+  },
+
+  toJSON(message: SpenderStats): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.calls !== undefined) {
+      obj.calls = CallStats.toJSON(message.calls);
+    }
+    if (message.budget !== undefined) {
+      obj.budget = BudgetStatus.toJSON(message.budget);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SpenderStats>): SpenderStats {
+    return SpenderStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SpenderStats>): SpenderStats {
+    const message = createBaseSpenderStats();
+    message.name = object.name ?? "";
+    message.calls = (object.calls !== undefined && object.calls !== null)
+      ? CallStats.fromPartial(object.calls)
+      : undefined;
+    message.budget = (object.budget !== undefined && object.budget !== null)
+      ? BudgetStatus.fromPartial(object.budget)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseProviderStats(): ProviderStats {
+  return { name: "", spendUsd: 0, budget: undefined };
+}
+
+export const ProviderStats: MessageFns<ProviderStats> = {
+  encode(message: ProviderStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.spendUsd !== 0) {
+      writer.uint32(17).double(message.spendUsd);
+    }
+    if (message.budget !== undefined) {
+      BudgetStatus.encode(message.budget, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProviderStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProviderStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.spendUsd = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.budget = BudgetStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProviderStats {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      spendUsd: isSet(object.spendUsd)
+        ? globalThis.Number(object.spendUsd)
+        : isSet(object.spend_usd)
+        ? globalThis.Number(object.spend_usd)
+        : 0,
+      budget: isSet(object.budget) ? BudgetStatus.fromJSON(object.budget) : undefined,
+    };
+  },
+
+  toJSON(message: ProviderStats): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.spendUsd !== 0) {
+      obj.spendUsd = floatToJson(message.spendUsd);
+    }
+    if (message.budget !== undefined) {
+      obj.budget = BudgetStatus.toJSON(message.budget);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ProviderStats>): ProviderStats {
+    return ProviderStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ProviderStats>): ProviderStats {
+    const message = createBaseProviderStats();
+    message.name = object.name ?? "";
+    message.spendUsd = object.spendUsd ?? 0;
+    message.budget = (object.budget !== undefined && object.budget !== null)
+      ? BudgetStatus.fromPartial(object.budget)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetStatsResponse(): GetStatsResponse {
+  return {
+    period: 0,
+    periodStart: undefined,
+    shared: false,
+    groups: [],
+    deployments: [],
+    keys: [],
+    teams: [],
+    providers: [],
+  };
+}
+
+export const GetStatsResponse: MessageFns<GetStatsResponse> = {
+  encode(message: GetStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.period !== 0) {
+      writer.uint32(8).int32(message.period);
+    }
+    if (message.periodStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodStart), writer.uint32(18).fork()).join();
+    }
+    if (message.shared !== false) {
+      writer.uint32(24).bool(message.shared);
+    }
+    for (const v of message.groups) {
+      GroupStats.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.deployments) {
+      DeploymentStats.encode(v!, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.keys) {
+      SpenderStats.encode(v!, writer.uint32(50).fork()).join();
+    }
+    for (const v of message.teams) {
+      SpenderStats.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.providers) {
+      ProviderStats.encode(v!, writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.period = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.periodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.shared = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.groups.push(GroupStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.deployments.push(DeploymentStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.keys.push(SpenderStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.teams.push(SpenderStats.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.providers.push(ProviderStats.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetStatsResponse {
+    return {
+      period: isSet(object.period) ? statsPeriodFromJSON(object.period) : 0,
+      periodStart: isSet(object.periodStart)
+        ? fromJsonTimestamp(object.periodStart)
+        : isSet(object.period_start)
+        ? fromJsonTimestamp(object.period_start)
+        : undefined,
+      shared: isSet(object.shared) ? globalThis.Boolean(object.shared) : false,
+      groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => GroupStats.fromJSON(e)) : [],
+      deployments: globalThis.Array.isArray(object?.deployments)
+        ? object.deployments.map((e: any) => DeploymentStats.fromJSON(e))
+        : [],
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => SpenderStats.fromJSON(e)) : [],
+      teams: globalThis.Array.isArray(object?.teams) ? object.teams.map((e: any) => SpenderStats.fromJSON(e)) : [],
+      providers: globalThis.Array.isArray(object?.providers)
+        ? object.providers.map((e: any) => ProviderStats.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetStatsResponse): unknown {
+    const obj: any = {};
+    if (message.period !== 0) {
+      obj.period = statsPeriodToJSON(message.period);
+    }
+    if (message.periodStart !== undefined) {
+      obj.periodStart = message.periodStart.toISOString();
+    }
+    if (message.shared !== false) {
+      obj.shared = message.shared;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups.map((e) => GroupStats.toJSON(e));
+    }
+    if (message.deployments?.length) {
+      obj.deployments = message.deployments.map((e) => DeploymentStats.toJSON(e));
+    }
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => SpenderStats.toJSON(e));
+    }
+    if (message.teams?.length) {
+      obj.teams = message.teams.map((e) => SpenderStats.toJSON(e));
+    }
+    if (message.providers?.length) {
+      obj.providers = message.providers.map((e) => ProviderStats.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetStatsResponse>): GetStatsResponse {
+    return GetStatsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetStatsResponse>): GetStatsResponse {
+    const message = createBaseGetStatsResponse();
+    message.period = object.period ?? 0;
+    message.periodStart = object.periodStart ?? undefined;
+    message.shared = object.shared ?? false;
+    message.groups = object.groups?.map((e) => GroupStats.fromPartial(e)) || [];
+    message.deployments = object.deployments?.map((e) => DeploymentStats.fromPartial(e)) || [];
+    message.keys = object.keys?.map((e) => SpenderStats.fromPartial(e)) || [];
+    message.teams = object.teams?.map((e) => SpenderStats.fromPartial(e)) || [];
+    message.providers = object.providers?.map((e) => ProviderStats.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * Gateway is one front door to many LLM providers: the caller names a model
  * group or an alias, the gateway picks a deployment, keeps every deployment
@@ -3891,6 +6075,21 @@ export const GatewayService = {
       Buffer.from(InvalidateCacheResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): InvalidateCacheResponse => InvalidateCacheResponse.decode(value),
   },
+  /**
+   * GetStats reports calls, errors, latency, tokens, spend and cache hits per
+   * model group, deployment, caller key, team and provider over a period, with
+   * each deployment's cooldown and limiter state and each budget's spend. A
+   * key that is not an admin key sees its own key and team lines only.
+   */
+  getStats: {
+    path: "/switchboard.v1.Gateway/GetStats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetStatsRequest): Buffer => Buffer.from(GetStatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetStatsRequest => GetStatsRequest.decode(value),
+    responseSerialize: (value: GetStatsResponse): Buffer => Buffer.from(GetStatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetStatsResponse => GetStatsResponse.decode(value),
+  },
 } as const;
 
 export interface GatewayServer extends UntypedServiceImplementation {
@@ -3910,6 +6109,13 @@ export interface GatewayServer extends UntypedServiceImplementation {
    * caller keys are configured it needs a key with `admin: true`.
    */
   invalidateCache: handleUnaryCall<InvalidateCacheRequest, InvalidateCacheResponse>;
+  /**
+   * GetStats reports calls, errors, latency, tokens, spend and cache hits per
+   * model group, deployment, caller key, team and provider over a period, with
+   * each deployment's cooldown and limiter state and each budget's spend. A
+   * key that is not an admin key sees its own key and team lines only.
+   */
+  getStats: handleUnaryCall<GetStatsRequest, GetStatsResponse>;
 }
 
 export interface GatewayClient extends Client {
@@ -3978,6 +6184,27 @@ export interface GatewayClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: InvalidateCacheResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetStats reports calls, errors, latency, tokens, spend and cache hits per
+   * model group, deployment, caller key, team and provider over a period, with
+   * each deployment's cooldown and limiter state and each budget's spend. A
+   * key that is not an admin key sees its own key and team lines only.
+   */
+  getStats(
+    request: GetStatsRequest,
+    callback: (error: ServiceError | null, response: GetStatsResponse) => void,
+  ): ClientUnaryCall;
+  getStats(
+    request: GetStatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetStatsResponse) => void,
+  ): ClientUnaryCall;
+  getStats(
+    request: GetStatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetStatsResponse) => void,
   ): ClientUnaryCall;
 }
 
