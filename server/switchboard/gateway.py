@@ -115,6 +115,12 @@ class _CallLog:
 
     attempts: list[Attempt] = field(default_factory=list)
     hold: BudgetHold | None = None
+    # The stream attempt that reached the caller, until it ends: if the call ends
+    # early (the caller left, the stream broke) what it delivered is still priced.
+    streaming: AttemptScope | None = None
+    # Set once the call was added to the ledger: a stream closed after its final
+    # event must not be counted again as cancelled.
+    accounted: bool = False
 
 
 @dataclass(slots=True)
@@ -343,9 +349,11 @@ class Gateway:
                     self._account(request, log, started, route=event.route, usage=event.usage)
                 yield event
         except BaseException as exc:
-            self._recorder.call_failed(
-                self._group_of(request), exc, caller=_caller_name(request), alias=request.alias
-            )
+            # A caller gone after the final event had its answer: not a failure.
+            if not log.accounted:
+                self._recorder.call_failed(
+                    self._group_of(request), exc, caller=_caller_name(request), alias=request.alias
+                )
             self._account(request, log, started, failure=exc)
             raise
         finally:
@@ -402,6 +410,7 @@ class Gateway:
                         )
                         async with contextlib.aclosing(upstream):
                             attempt.streaming = True
+                            log.streaming = attempt
                             first_chunk_s = attempt.elapsed()
                             attempt.span.started_streaming(first_chunk_s)
                             self._router.succeeded(
@@ -540,10 +549,13 @@ class Gateway:
         usage: Usage | None = None,
         failure: BaseException | None = None,
     ) -> None:
-        """Release the call's budget hold; add its spend and figures to the ledger."""
+        """Release the call's budget hold; add its spend and figures to the ledger, once."""
         if log.hold is not None:
             log.hold.release()
             log.hold = None
+        if log.accounted:
+            return
+        log.accounted = True
         ledger = self._ledger
         group = request.model
         if ledger is None or group not in self._settings.groups:
@@ -552,6 +564,22 @@ class Gateway:
         caller = request.caller
         usage = usage or Usage()
         attempts = []
+        cut = log.streaming if failure is not None else None
+        if cut is not None:
+            # A stream that ended early: the provider bills the prompt and what it sent.
+            usage = Usage(input_tokens=cut.prompt_tokens, output_tokens=cut.delivered)
+            cost = self._provider.price(cut.deployment, usage)
+            attempts.append(
+                AttemptRecord(
+                    deployment=cut.deployment.id,
+                    provider=cut.deployment.provider,
+                    outcome=_failure_kind(failure) if failure is not None else "",
+                    latency_s=cut.elapsed(),
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=cost,
+                )
+            )
         for attempt in log.attempts:
             answered = route is not None and attempt.outcome is Outcome.SUCCESS
             attempts.append(
@@ -576,7 +604,7 @@ class Gateway:
                 attempts=tuple(attempts),
                 input_tokens=usage.input_tokens if cache is None else 0,
                 output_tokens=usage.output_tokens if cache is None else 0,
-                cost_usd=route.cost_usd if route is not None else 0.0,
+                cost_usd=route.cost_usd if route is not None else sum(a.cost_usd for a in attempts),
                 saved_usd=cache.cost_saved_usd if cache is not None else 0.0,
                 cache_hit=cache is not None,
             )

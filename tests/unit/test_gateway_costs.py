@@ -10,7 +10,15 @@ import pytest
 from switchboard.accounting import Dimension, Period
 from switchboard.app import build_gateway
 from switchboard.config import Deployment, Settings, parse_settings
-from switchboard.domain import Caller, CompletionRequest, Message, Role, Sampling, Usage
+from switchboard.domain import (
+    Caller,
+    CompletionRequest,
+    Message,
+    Role,
+    Sampling,
+    StreamFinal,
+    Usage,
+)
 from switchboard.errors import AllCoolingDown, BudgetExceeded
 from switchboard.gateway import Gateway
 from switchboard.providers.base import configured_price
@@ -287,3 +295,44 @@ async def test_auto_sends_simple_prompts_to_cheap_and_hard_ones_to_strong(
         assert alias.auto.tier == tier
         assert alias.auto.model_group == completion.route.model_group
         assert alias.auto.reason.startswith(tier)
+
+
+async def test_a_stream_the_caller_leaves_is_priced_for_what_it_delivered(
+    clock: FakeClock, wall: FakeClock
+) -> None:
+    gateway, provider = _gateway(_settings(), clock, wall)
+    events = gateway.stream(_request("mini", BOB), deadline=None)
+    first = await anext(events)
+    assert first.content == "Hel"  # type: ignore[union-attr]
+    await events.aclose()
+    assert provider.streams[0].closed
+    ledger = gateway.ledger
+    assert ledger is not None
+    snapshot = await ledger.snapshot(Period.DAY)
+    bob = snapshot.get(Dimension.KEY, "bob")
+    assert bob is not None
+    # The prompt (2 tokens as the fake estimates it) and the one piece delivered.
+    assert bob.spend_usd == pytest.approx(2 * IN_PRICE + 1 * OUT_PRICE)
+    assert (bob.requests, bob.errors) == (1, {"cancelled": 1})
+    deployment = snapshot.get(Dimension.DEPLOYMENT, "mini-a")
+    assert deployment is not None
+    assert (deployment.requests, deployment.output_tokens) == (1, 1)
+
+
+async def test_a_stream_closed_after_its_final_event_is_counted_once(
+    clock: FakeClock, wall: FakeClock
+) -> None:
+    gateway, _ = _gateway(_settings(), clock, wall)
+    events = gateway.stream(_request("mini", BOB), deadline=None)
+    seen = []
+    async for event in events:
+        seen.append(event)
+        if isinstance(event, StreamFinal):
+            break  # the generator stays suspended at its final event
+    await events.aclose()
+    ledger = gateway.ledger
+    assert ledger is not None
+    bob = (await ledger.snapshot(Period.DAY)).get(Dimension.KEY, "bob")
+    assert bob is not None
+    assert (bob.requests, bob.errors) == (1, {})
+    assert bob.spend_usd == pytest.approx(seen[-1].route.cost_usd)  # type: ignore[union-attr]
