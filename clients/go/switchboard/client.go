@@ -162,6 +162,15 @@ func (c *Client) InvalidateCache(ctx context.Context, namespace string, tags []s
 	return resp.GetRemoved(), nil
 }
 
+// GetStats reports calls, errors, latency, tokens, spend and cache hits per
+// model group, deployment, caller key, team and provider over the current UTC
+// hour, day or month, or all time (pb.StatsPeriod_STATS_PERIOD_TOTAL), with
+// spend against each budget. A key that is not an admin key sees only its own
+// key and team lines. pb.StatsPeriod_STATS_PERIOD_UNSPECIFIED means the day.
+func (c *Client) GetStats(ctx context.Context, period pb.StatsPeriod, opts ...grpc.CallOption) (*pb.GetStatsResponse, error) {
+	return c.gateway.GetStats(ctx, &pb.GetStatsRequest{Period: period}, opts...)
+}
+
 // bearer is the per-call credential the gateway authenticates callers by.
 type bearer string
 

@@ -322,3 +322,27 @@ func checkUsage(t *testing.T, usage *pb.Usage) {
 		t.Errorf("usage = %v, want total = input + output", usage)
 	}
 }
+
+func TestGetStats(t *testing.T) {
+	client := dial(t, live.APIKey)
+	if _, err := client.Complete(callContext(t), switchboard.Request(live.Models.Chat, switchboard.User("Say something."))); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	stats, err := client.GetStats(callContext(t), pb.StatsPeriod_STATS_PERIOD_DAY)
+	if err != nil {
+		t.Fatalf("GetStats: %v", err)
+	}
+	if stats.GetPeriod() != pb.StatsPeriod_STATS_PERIOD_DAY {
+		t.Errorf("period = %v, want STATS_PERIOD_DAY", stats.GetPeriod())
+	}
+	keys := stats.GetKeys()
+	if len(keys) != 1 || keys[0].GetName() != "client" {
+		t.Fatalf("keys = %v, want only this key's own line", keys)
+	}
+	if keys[0].GetCalls().GetRequests() < 1 || keys[0].GetCalls().GetSpendUsd() <= 0 {
+		t.Errorf("the key's calls = %v, want at least the call just made, priced", keys[0].GetCalls())
+	}
+	if len(stats.GetProviders()) != 0 {
+		t.Errorf("providers = %v, want none for a key that is not an admin", stats.GetProviders())
+	}
+}

@@ -21,12 +21,15 @@ import {
   type Delta,
   type Final,
   GatewayClient,
+  GetStatsRequest,
+  type GetStatsResponse,
   InvalidateCacheRequest,
   type InvalidateCacheResponse,
   ListModelsRequest,
   type ListModelsResponse,
   type Message,
   Role,
+  StatsPeriod,
   type StreamCompleteResponse,
 } from "./gen/switchboard/v1/gateway.js";
 
@@ -234,6 +237,33 @@ export class SwitchboardClient {
             reject(err);
           } else {
             resolve(response.removed);
+          }
+        },
+      );
+      cancelOnAbort(call, options.signal);
+    });
+  }
+
+  /**
+   * Calls, errors, latency, tokens, spend and cache hits per model group,
+   * deployment, caller key, team and provider over the current UTC hour, day
+   * or month, or all time, with spend against each budget. A key that is not
+   * an admin key sees only its own key and team lines. Default: the day.
+   */
+  getStats(
+    period: StatsPeriod = StatsPeriod.STATS_PERIOD_DAY,
+    options: CallOptions = {},
+  ): Promise<GetStatsResponse> {
+    return new Promise((resolve, reject) => {
+      const call = this.#stub.getStats(
+        GetStatsRequest.create({ period }),
+        this.#metadata(options),
+        this.#callOptions(options),
+        (err: ServiceError | null, response: GetStatsResponse) => {
+          if (err !== null) {
+            reject(err);
+          } else {
+            resolve(response);
           }
         },
       );

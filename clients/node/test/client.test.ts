@@ -18,6 +18,7 @@ import {
   type Delta,
   errorDetails,
   FinishReason,
+  StatsPeriod,
   type SwitchboardClient,
   status,
 } from "@switchboard/client";
@@ -372,6 +373,21 @@ test("invalidateCache drops a namespace and nothing else", async () => {
     assert.equal((await cached.complete(inside)).cacheHit, false);
     assert.equal((await cached.complete(outside)).cacheHit, true);
   });
+});
+
+test("getStats shows the key its own line, with the calls it made", async () => {
+  await client.complete(question(server.models.chat));
+  const stats = await client.getStats(StatsPeriod.STATS_PERIOD_DAY);
+
+  assert.equal(stats.period, StatsPeriod.STATS_PERIOD_DAY);
+  assert.deepEqual(
+    stats.keys.map((k) => k.name),
+    ["client"],
+  );
+  const calls = stats.keys[0]?.calls;
+  assert.ok(calls !== undefined && calls.requests >= 1, JSON.stringify(calls));
+  assert.ok(calls.spendUsd > 0);
+  assert.deepEqual(stats.providers, []);
 });
 
 test("listModels shows the caches, and none without one", async () => {

@@ -23,9 +23,11 @@ from ._request import (
     completion,
     invalidate_request,
     model_list,
+    stats,
+    stats_request,
 )
 from ._transport import channel_credentials
-from ._types import Completion, ModelList, StreamFinal, ToolCall
+from ._types import Completion, ModelList, Stats, StreamFinal, ToolCall
 
 _T = TypeVar("_T")
 
@@ -131,6 +133,23 @@ class AsyncClient:
             )
 
         return (await _call(attempt, policy)).removed
+
+    async def get_stats(
+        self,
+        period: str = "day",
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (a gRPC deadline, as in list_models)
+    ) -> Stats:
+        """As `Client.get_stats`: figures and budgets over the current `period`."""
+        request = stats_request(period)
+        policy = policy_for({"timeout": timeout}, self._timeout, self._retries)
+
+        async def attempt(t: float | None) -> pb.GetStatsResponse:
+            return await self._stub.GetStats(
+                request, timeout=t, metadata=call_metadata(self._api_key)
+            )
+
+        return stats(await _call(attempt, policy))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -22,10 +22,12 @@ from ._request import (
     completion,
     invalidate_request,
     model_list,
+    stats,
+    stats_request,
     stream_final,
 )
 from ._transport import channel_credentials
-from ._types import Completion, ModelList, StreamFinal, ToolCall
+from ._types import Completion, ModelList, Stats, StreamFinal, ToolCall
 
 ChannelOptions = Sequence[tuple[str, Any]]
 USER_AGENT = "switchboard-client-python/0.1.0"
@@ -137,6 +139,22 @@ class Client:
             policy,
         )
         return response.removed
+
+    def get_stats(self, period: str = "day", *, timeout: float | None = None) -> Stats:
+        """Calls, errors, latency, tokens, spend and budgets over the current UTC
+        `period` (`hour`, `day`, `month`) or all time (`total`).
+
+        A key that is not an admin key sees only its own key and team lines.
+        """
+        request = stats_request(period)
+        policy = policy_for({"timeout": timeout}, self._timeout, self._retries)
+        response: pb.GetStatsResponse = self._call(
+            lambda t: self._stub.GetStats(
+                request, timeout=t, metadata=call_metadata(self._api_key)
+            ),
+            policy,
+        )
+        return stats(response)
 
     @staticmethod
     def _call(attempt: Callable[[float | None], Any], policy: CallPolicy) -> Any:

@@ -19,15 +19,19 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from ._pb import gateway_pb2 as pb
 from ._types import (
     Attempt,
+    BudgetStatus,
     Cache,
     CacheHit,
     CacheStats,
+    CallStats,
     Completion,
     Deployment,
     Message,
     ModelGroup,
     ModelList,
     Routing,
+    Spender,
+    Stats,
     StreamFinal,
     Tool,
     ToolCall,
@@ -467,3 +471,56 @@ class ToolCallBuilder:
 
     def calls(self) -> tuple[ToolCall, ...]:
         return tuple(ToolCall(*self._calls[i]) for i in sorted(self._calls))
+
+
+_PERIOD = {v.number: v.name for v in pb.StatsPeriod.DESCRIPTOR.values}
+PERIODS = ("hour", "day", "month", "total")
+
+
+def stats_request(period: str) -> pb.GetStatsRequest:
+    """`hour`, `day`, `month` or `total`; anything else is refused here, before a call."""
+    if period not in PERIODS:
+        raise ValueError(f"period: expected one of {', '.join(PERIODS)}, not {period!r}")
+    return pb.GetStatsRequest(period=pb.StatsPeriod.Value(f"STATS_PERIOD_{period.upper()}"))
+
+
+def stats(response: pb.GetStatsResponse) -> Stats:
+    def calls(c: pb.CallStats) -> CallStats:
+        return CallStats(
+            requests=c.requests,
+            errors=dict(c.errors),
+            latency_p50=_seconds(c.latency_p50) if c.HasField("latency_p50") else None,
+            latency_p95=_seconds(c.latency_p95) if c.HasField("latency_p95") else None,
+            input_tokens=c.input_tokens,
+            output_tokens=c.output_tokens,
+            spend_usd=c.spend_usd,
+            saved_usd=c.saved_usd,
+            cache_hits=c.cache_hits,
+            cache_hit_rate=c.cache_hit_rate,
+        )
+
+    def spender(s: pb.SpenderStats) -> Spender:
+        budget = None
+        if s.HasField("budget"):
+            b = s.budget
+            budget = BudgetStatus(
+                max_usd=b.max_budget_usd,
+                spend_usd=b.spend_usd,
+                remaining_usd=b.remaining_usd,
+                duration=b.duration,
+                resets_at=_datetime(b.resets_at) if b.HasField("resets_at") else None,
+            )
+        return Spender(calls=calls(s.calls), budget=budget)
+
+    return Stats(
+        period=_enum_name(response.period, _PERIOD, "STATS_PERIOD_"),
+        period_start=_datetime(response.period_start)
+        if response.HasField("period_start")
+        else None,
+        shared=response.shared,
+        groups={g.name: calls(g.calls) for g in response.groups},
+        deployments={d.id: calls(d.calls) for d in response.deployments},
+        keys={k.name: spender(k) for k in response.keys},
+        teams={t.name: spender(t) for t in response.teams},
+        providers={p.name: p.spend_usd for p in response.providers},
+    )

@@ -216,3 +216,56 @@ class ModelList:
     def names(self) -> tuple[str, ...]:
         """Every name `complete` accepts: the groups, then the aliases."""
         return (*(g.name for g in self.groups), *self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class CallStats:
+    """What the calls of one group, key or team (or the attempts of one
+    deployment) did over a period; latencies in seconds, None with no call."""
+
+    requests: int
+    errors: Mapping[str, int]
+    latency_p50: float | None
+    latency_p95: float | None
+    input_tokens: int
+    output_tokens: int
+    spend_usd: float
+    saved_usd: float
+    cache_hits: int
+    cache_hit_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A budget and its current window; `resets_at` None for one over all time."""
+
+    max_usd: float
+    spend_usd: float
+    remaining_usd: float
+    duration: str
+    resets_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Spender:
+    """A caller key or a team: its calls, and its budget when it has one."""
+
+    calls: CallStats
+    budget: BudgetStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """GetStats: figures per group, deployment, key, team and provider (spend)
+    over `period` (`hour`, `day`, `month` or `total`). `shared`: the figures of
+    every replica sharing the gateway's Redis. A key that is not an admin sees
+    only its own key and team."""
+
+    period: str
+    period_start: datetime | None
+    shared: bool
+    groups: Mapping[str, CallStats]
+    deployments: Mapping[str, CallStats]
+    keys: Mapping[str, Spender]
+    teams: Mapping[str, Spender]
+    providers: Mapping[str, float]
