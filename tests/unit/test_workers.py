@@ -38,6 +38,31 @@ def test_worker_settings_hold_the_share_and_no_simulator() -> None:
     assert first.simulator is None
 
 
+@pytest.mark.parametrize(
+    ("redis", "share_of"), [("", 0.5), ("  redis: {url: 'redis://h/0'}\n", 1.0)]
+)
+def test_budgets_are_split_between_workers_unless_redis_shares_them(
+    redis: str, share_of: float
+) -> None:
+    settings = parse_settings(
+        "model_list:\n"
+        "  - model_name: g\n"
+        "    litellm_params: {model: openai/x, api_key: k}\n"
+        "router_settings:\n"
+        "  provider_budget_config: {openai: {budget_limit: 10, time_period: 1d}}\n"
+        "switchboard:\n" + redis + "  teams: {t: {max_budget: 4}}\n"
+        "  keys: [{name: a, sha256: '" + "0" * 64 + "', max_budget: 2, budget_duration: 1h}]\n",
+        source="t",
+        env={},
+    )
+    worker = worker_settings(settings, 1, 2)
+    key_budget = worker.keys[0].budget
+    assert key_budget is not None
+    assert (key_budget.max_usd, key_budget.duration) == (2 * share_of, "1h")
+    assert worker.teams["t"].max_usd == 4 * share_of
+    assert worker.provider_budgets["openai"].max_usd == 10 * share_of
+
+
 def test_limits_below_the_worker_count_are_named() -> None:
     settings = parse_settings(
         "model_list:\n"
