@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from switchboard.accounting import BudgetWindow, Dimension, Ledger
@@ -35,7 +35,7 @@ from switchboard.domain import Usage
 from switchboard.gateway import Gateway, Sleep
 from switchboard.limits import RateLimiter
 from switchboard.limits.admission import Admission, caller_key, deployment_key
-from switchboard.limits.budgets import BudgetGuard
+from switchboard.limits.budgets import BudgetGuard, budget_entities
 from switchboard.providers import Provider
 from switchboard.providers.base import configured_price
 from switchboard.providers.openai_http import DEFAULT_API_BASE, OpenAIHttpProvider
@@ -75,9 +75,12 @@ def build_gateway(
     if provider is None:
         provider = build_provider(settings)
     rng = rng or random.Random()
+    entities = budget_entities(settings)
     if ledger is None:
-        ledger = build_ledger(settings, wall)
-    budgets = build_budgets(settings, ledger, wall=wall, clock=clock)
+        ledger = build_ledger(settings, entities, wall)
+    budgets = None
+    if entities:
+        budgets = BudgetGuard(entities, spend=ledger, wall=wall, clock=clock)
     admission = Admission(
         RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
     )
@@ -151,50 +154,18 @@ def build_gateway(
 ALL_TIME = "1200mo"
 
 
-def build_ledger(settings: Settings, wall: Callable[[], float]) -> Ledger:
+def build_ledger(
+    settings: Settings, budgets: Mapping[tuple[Dimension, str], Budget], wall: Callable[[], float]
+) -> Ledger:
     """The spend ledger, with a window per budget; shared through `state_redis` when set."""
-    windows = {
-        entity: BudgetWindow(budget.duration or ALL_TIME)
-        for entity, budget in budget_entities(settings).items()
-    }
-    client = None
-    if settings.state_redis is not None:
-        client = redis_client(settings.state_redis)
-    prefix = settings.state_redis.prefix if settings.state_redis is not None else ""
+    windows = {entity: BudgetWindow(b.duration or ALL_TIME) for entity, b in budgets.items()}
+    redis = settings.state_redis
     return Ledger(
         windows=windows,
-        redis=client,
-        prefix=f"{prefix}accounting:",
+        redis=None if redis is None else redis_client(redis),
+        prefix=f"{redis.prefix if redis is not None else ''}accounting:",
         wall=wall,
         owns_redis=True,
-    )
-
-
-def budget_entities(settings: Settings) -> dict[tuple[Dimension, str], Budget]:
-    budgets: dict[tuple[Dimension, str], Budget] = {
-        (Dimension.KEY, k.name): k.budget for k in settings.keys if k.budget is not None
-    }
-    budgets.update({(Dimension.TEAM, n): b for n, b in settings.teams.items()})
-    budgets.update({(Dimension.PROVIDER, n): b for n, b in settings.provider_budgets.items()})
-    return budgets
-
-
-def build_budgets(
-    settings: Settings,
-    ledger: Ledger,
-    *,
-    wall: Callable[[], float],
-    clock: Callable[[], float],
-) -> BudgetGuard | None:
-    if not budget_entities(settings):
-        return None
-    return BudgetGuard(
-        keys={k.name: k.budget for k in settings.keys if k.budget is not None},
-        teams=settings.teams,
-        providers=settings.provider_budgets,
-        spend=ledger,
-        wall=wall,
-        clock=clock,
     )
 
 

@@ -1138,7 +1138,7 @@ def _build(
             name: Budget(b.budget_limit, b.time_period)
             for name, b in router.provider_budget_config.items()
         },
-        state_redis=_state_redis(raw.switchboard.redis),
+        state_redis=None if raw.switchboard.redis is None else _redis(raw.switchboard.redis),
     )
 
 
@@ -1186,22 +1186,13 @@ def _cache(
         model_dir = None
         if ours.semantic.model_dir is not None:
             model_dir = _readable_dir(ours.semantic.model_dir, problems)
-        redis = ours.redis
         return CacheSettings(
             backend=ours.backend,
             ttl_s=ours.ttl_seconds,
             max_entries=ours.max_entries,
             max_bytes=ours.max_bytes,
             scope=ours.scope,
-            redis=RedisSettings(
-                url=redis.url,
-                host=redis.host,
-                port=redis.port,
-                password=redis.password,
-                db=redis.db,
-                prefix=redis.prefix,
-                timeout_s=redis.timeout_seconds,
-            ),
+            redis=_redis(ours.redis),
             semantic=SemanticSettings(
                 all_groups=ours.semantic.enabled,
                 groups=frozenset(semantic_groups),
@@ -1431,17 +1422,15 @@ def _sampling(raw: RawSamplingDefaults) -> Sampling:
     )
 
 
-def _state_redis(ours: RawStateRedis | None) -> RedisSettings | None:
-    if ours is None:
-        return None
+def _redis(raw: RawRedis) -> RedisSettings:
     return RedisSettings(
-        url=ours.url,
-        host=ours.host,
-        port=ours.port,
-        password=ours.password,
-        db=ours.db,
-        prefix=ours.prefix,
-        timeout_s=ours.timeout_seconds,
+        url=raw.url,
+        host=raw.host,
+        port=raw.port,
+        password=raw.password,
+        db=raw.db,
+        prefix=raw.prefix,
+        timeout_s=raw.timeout_seconds,
     )
 
 

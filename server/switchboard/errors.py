@@ -32,6 +32,7 @@ place; `api/` turns it into a gRPC status in one place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -421,3 +422,13 @@ class AllCoolingDown(SwitchboardError):
 
     def info(self) -> dict[str, str]:
         return {"model_group": self.model_group}
+
+
+def failure_kind(error: BaseException) -> str | None:
+    """A bounded name for how a call ended: the error tree's reason in lower case, or
+    `cancelled` (the caller left); None for an exception outside the tree."""
+    if isinstance(error, SwitchboardError):
+        return error.reason.lower()
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    return None

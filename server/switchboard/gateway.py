@@ -48,10 +48,10 @@ from switchboard.errors import (
     ModelNotFound,
     NoDeploymentAvailable,
     ProviderError,
-    SwitchboardError,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnavailable,
+    failure_kind,
 )
 from switchboard.limits.admission import Admission, Refusal, Reservation, deployment_key
 from switchboard.limits.budgets import BudgetGuard, BudgetHold
@@ -564,8 +564,8 @@ class Gateway:
         caller = request.caller
         usage = usage or Usage()
         attempts = []
-        cut = log.streaming if failure is not None else None
-        if cut is not None:
+        cut = log.streaming
+        if failure is not None and cut is not None:
             # A stream that ended early: the provider bills the prompt and what it sent.
             usage = Usage(input_tokens=cut.prompt_tokens, output_tokens=cut.delivered)
             cost = self._provider.price(cut.deployment, usage)
@@ -573,7 +573,7 @@ class Gateway:
                 AttemptRecord(
                     deployment=cut.deployment.id,
                     provider=cut.deployment.provider,
-                    outcome=_failure_kind(failure) if failure is not None else "",
+                    outcome=_failure_kind(failure),
                     latency_s=cut.elapsed(),
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
@@ -940,12 +940,8 @@ class Gateway:
 
 
 def _failure_kind(failure: BaseException) -> str:
-    """A bounded name for how a call failed: the error tree's reason, or `cancelled`."""
-    if isinstance(failure, SwitchboardError):
-        return failure.reason.lower()
-    if isinstance(failure, asyncio.CancelledError | GeneratorExit):
-        return "cancelled"
-    return "internal"
+    """The ledger's name for how a call failed; `internal` outside the error tree."""
+    return failure_kind(failure) or "internal"
 
 
 def _caller_name(request: CompletionRequest) -> str | None:

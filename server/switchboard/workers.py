@@ -105,7 +105,7 @@ def worker_settings(settings: Settings, index: int, count: int) -> Settings:
             k,
             rpm=share(k.rpm, index, count),
             tpm=share(k.tpm, index, count),
-            budget=_budget_share(k.budget, count, settings),
+            budget=None if k.budget is None else _budget_share(k.budget, count, settings),
         )
         for k in settings.keys
     )
@@ -121,9 +121,9 @@ def worker_settings(settings: Settings, index: int, count: int) -> Settings:
     )
 
 
-def _budget_share(budget: Budget | None, count: int, settings: Settings) -> Budget | None:
+def _budget_share(budget: Budget, count: int, settings: Settings) -> Budget:
     """Without Redis each worker's spend is its own: it may spend 1/N of each budget."""
-    if budget is None or settings.state_redis is not None:
+    if settings.state_redis is not None:
         return budget
     return dataclasses.replace(budget, max_usd=budget.max_usd / count)
 
@@ -131,11 +131,7 @@ def _budget_share(budget: Budget | None, count: int, settings: Settings) -> Budg
 def _budget_shares(
     budgets: Mapping[str, Budget], count: int, settings: Settings
 ) -> dict[str, Budget]:
-    return {
-        name: share
-        for name, budget in budgets.items()
-        if (share := _budget_share(budget, count, settings)) is not None
-    }
+    return {name: _budget_share(b, count, settings) for name, b in budgets.items()}
 
 
 def parse_worker(text: str) -> tuple[int, int]:

@@ -33,9 +33,12 @@ CAROL = Caller(name="carol")
 
 def _guard(spend: Spend, wall: FakeClock, clock: FakeClock) -> BudgetGuard:
     return BudgetGuard(
-        keys={"alice": Budget(1.0, "1d"), "carol": Budget(0.5, None)},
-        teams={"search": Budget(1.5, "1h")},
-        providers={"openai": Budget(10.0, "1d")},
+        {
+            (Dimension.KEY, "alice"): Budget(1.0, "1d"),
+            (Dimension.KEY, "carol"): Budget(0.5, None),
+            (Dimension.TEAM, "search"): Budget(1.5, "1h"),
+            (Dimension.PROVIDER, "openai"): Budget(10.0, "1d"),
+        },
         spend=spend,
         wall=wall,
         clock=clock,

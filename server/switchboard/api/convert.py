@@ -717,19 +717,53 @@ def deployment_status(
         id=d.id,
         model=d.model,
         provider=d.provider,
-        rpm_limit=_clamp(d.rpm, _UINT64),
-        tpm_limit=_clamp(d.tpm, _UINT64),
-        state=_STATE[status.health.state],
-        requests_remaining=_clamp(status.requests_remaining, _UINT64),
-        tokens_remaining=_clamp(status.tokens_remaining, _UINT64),
-        in_flight=_clamp(status.in_flight, _UINT32) or 0,
         traffic_share=_share(status.health.share),
         price=price(rates),
+        **_state(status),  # type: ignore[arg-type]
     )
-    until = status.health.until
-    if until is not None and math.isfinite(wall := until + wall_offset_s):
-        timestamp(message.cooldown_until, wall)
+    _cooldown(message.cooldown_until, status, wall_offset_s)
     return message
+
+
+def deployment_stats(
+    status: DeploymentStatus,
+    wall_offset_s: float,
+    calls: CallStats | None,
+    paused_until: float | None,
+) -> pb.DeploymentStats:
+    """GetStats' line of a deployment; `paused_until` (monotonic): its provider is over
+    budget, so routing skips it until then, as if it were cooling down."""
+    d = status.deployment
+    message = pb.DeploymentStats(
+        id=d.id,
+        model_group=d.model_group,
+        calls=call_stats(calls),
+        **_state(status),  # type: ignore[arg-type]
+    )
+    _cooldown(message.cooldown_until, status, wall_offset_s)
+    if paused_until is not None:
+        message.state = pb.DEPLOYMENT_STATE_COOLING_DOWN
+        timestamp(message.cooldown_until, paused_until + wall_offset_s)
+    return message
+
+
+def _state(status: DeploymentStatus) -> dict[str, object]:
+    """The fields ListModels and GetStats share: health, limits, headroom, load."""
+    d = status.deployment
+    return {
+        "state": _STATE[status.health.state],
+        "rpm_limit": _clamp(d.rpm, _UINT64),
+        "tpm_limit": _clamp(d.tpm, _UINT64),
+        "requests_remaining": _clamp(status.requests_remaining, _UINT64),
+        "tokens_remaining": _clamp(status.tokens_remaining, _UINT64),
+        "in_flight": _clamp(status.in_flight, _UINT32) or 0,
+    }
+
+
+def _cooldown(field: timestamp_pb2.Timestamp, status: DeploymentStatus, offset_s: float) -> None:
+    until = status.health.until
+    if until is not None:
+        timestamp(field, until + offset_s)
 
 
 def timestamp(field: timestamp_pb2.Timestamp, wall_s: float) -> None:

@@ -186,31 +186,12 @@ class GatewayServicer:
         for deployment in settings.deployments:
             if not self._auth.allows_group(caller, deployment.model_group):
                 continue
-            status = convert.deployment_status(
-                gateway.status(deployment), wall_offset, gateway.rates(deployment)
+            entry = convert.deployment_stats(
+                gateway.status(deployment),
+                wall_offset,
+                snapshot.get(Dimension.DEPLOYMENT, deployment.id),
+                budgets.deployment_paused_until(deployment) if budgets else None,
             )
-            paused = budgets.deployment_paused_until(deployment) if budgets else None
-            entry = pb.DeploymentStats(
-                id=deployment.id,
-                model_group=deployment.model_group,
-                calls=convert.call_stats(snapshot.get(Dimension.DEPLOYMENT, deployment.id)),
-                state=status.state,
-                rpm_limit=status.rpm_limit if status.HasField("rpm_limit") else None,
-                tpm_limit=status.tpm_limit if status.HasField("tpm_limit") else None,
-                requests_remaining=status.requests_remaining
-                if status.HasField("requests_remaining")
-                else None,
-                tokens_remaining=status.tokens_remaining
-                if status.HasField("tokens_remaining")
-                else None,
-                in_flight=status.in_flight,
-            )
-            if status.HasField("cooldown_until"):
-                entry.cooldown_until.CopyFrom(status.cooldown_until)
-            if paused is not None:
-                # Its provider is over budget: routing skips it until the reset.
-                entry.state = pb.DEPLOYMENT_STATE_COOLING_DOWN
-                convert.timestamp(entry.cooldown_until, paused + wall_offset)
             response.deployments.append(entry)
         if caller is None or caller.admin:
             own_keys = [k.name for k in settings.keys]
@@ -276,12 +257,8 @@ class GatewayServicer:
     def _alias(self, name: str, targets: tuple[str, ...]) -> pb.Alias:
         """An alias with its defaults and the price range of the deployments it may reach."""
         settings = self._gateway.settings
-        rates = [
-            self._gateway.rates(d)
-            for group in targets
-            for d in settings.groups[group]
-            if any(self._gateway.rates(d))
-        ]
+        known = (self._gateway.rates(d) for group in targets for d in settings.groups[group])
+        rates = [r for r in known if any(r)]
         auto = settings.auto_aliases.get(name)
         alias = pb.Alias(
             name=name,

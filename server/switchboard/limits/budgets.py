@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from switchboard.accounting.records import Dimension
-from switchboard.config import Budget, Deployment
+from switchboard.config import Budget, Deployment, Settings
 from switchboard.domain import Caller
 from switchboard.errors import BudgetExceeded
 
@@ -70,33 +70,33 @@ class BudgetHold:
             self._guard._unhold(entity, amount)
 
 
+def budget_entities(settings: Settings) -> dict[Entity, Budget]:
+    """Every budget the config sets: keys', teams' and providers'."""
+    budgets: dict[Entity, Budget] = {
+        (Dimension.KEY, k.name): k.budget for k in settings.keys if k.budget is not None
+    }
+    budgets.update({(Dimension.TEAM, n): b for n, b in settings.teams.items()})
+    budgets.update({(Dimension.PROVIDER, n): b for n, b in settings.provider_budgets.items()})
+    return budgets
+
+
 class BudgetGuard:
     def __init__(
         self,
+        budgets: Mapping[Entity, Budget],
         *,
-        keys: Mapping[str, Budget],
-        teams: Mapping[str, Budget],
-        providers: Mapping[str, Budget],
         spend: SpendWindows,
         wall: Callable[[], float],
         clock: Callable[[], float],
     ) -> None:
-        self._budgets: dict[Entity, Budget] = {
-            **{(Dimension.KEY, n): b for n, b in keys.items()},
-            **{(Dimension.TEAM, n): b for n, b in teams.items()},
-            **{(Dimension.PROVIDER, n): b for n, b in providers.items()},
-        }
-        self._has_callers = bool(keys or teams)
-        self._providers = set(providers)
+        """`budgets` as `budget_entities` gives them; `spend` keeps a window for each."""
+        self._budgets = dict(budgets)
+        self._has_callers = any(d is not Dimension.PROVIDER for d, _ in self._budgets)
+        self._providers = {n for d, n in self._budgets if d is Dimension.PROVIDER}
         self._spend = spend
         self._wall = wall
         self._clock = clock
         self._held: dict[Entity, float] = {}
-
-    @property
-    def entities(self) -> Mapping[Entity, Budget]:
-        """Every budgeted entity, for the ledger to keep its window."""
-        return self._budgets
 
     def admit(self, caller: Caller | None, estimate_usd: float) -> BudgetHold | None:
         """Hold `estimate_usd` against the caller's key and team budgets, or raise BudgetExceeded.

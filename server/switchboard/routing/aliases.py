@@ -21,10 +21,6 @@ class AliasExpander:
     def __init__(self, settings: Settings) -> None:
         self._plain = settings.aliases
         self._defaults = settings.alias_defaults
-        self._thresholds = {
-            name: _difficulty_settings(auto).threshold
-            for name, auto in settings.auto_aliases.items()
-        }
         self._auto: Mapping[str, tuple[AutoAlias, DifficultyClassifier]] = {
             name: (auto, DifficultyClassifier(_difficulty_settings(auto)))
             for name, auto in settings.auto_aliases.items()
@@ -32,7 +28,7 @@ class AliasExpander:
 
     def threshold(self, name: str) -> float:
         """The difficulty score from which an auto alias calls a prompt hard."""
-        return self._thresholds[name]
+        return self._auto[name][1].settings.threshold
 
     def expand(self, request: CompletionRequest) -> CompletionRequest:
         """The request for the group the alias stands for; anything else unchanged."""

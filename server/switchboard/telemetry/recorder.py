@@ -16,7 +16,6 @@ and never a provider's error text.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +36,7 @@ from switchboard.domain import (
     RouteFacts,
     Usage,
 )
-from switchboard.errors import SwitchboardError
+from switchboard.errors import SwitchboardError, failure_kind
 from switchboard.routing.health import HealthState, HealthView
 from switchboard.telemetry import semconv as sc
 from switchboard.telemetry.setup import Telemetry
@@ -499,19 +498,15 @@ def _alias_attributes(span: trace.Span, alias: AliasChoice) -> None:
 
 
 def _error_type(error: BaseException) -> str:
-    """For spans: the error tree's reason, else the exception's class."""
-    if isinstance(error, SwitchboardError):
-        return _short(error.reason.lower())
-    if isinstance(error, asyncio.CancelledError | GeneratorExit):
-        return "cancelled"
-    return type(error).__name__
+    """For spans: the error tree's reason or `cancelled`, else the exception's class."""
+    kind = failure_kind(error)
+    return _short(kind) if kind is not None else type(error).__name__
 
 
 def _error_label(error: BaseException) -> str:
     """For metrics: the error tree's reason or `cancelled`, anything else is `_OTHER`."""
-    if isinstance(error, SwitchboardError | asyncio.CancelledError | GeneratorExit):
-        return _error_type(error)
-    return sc.OTHER
+    kind = failure_kind(error)
+    return _short(kind) if kind is not None else sc.OTHER
 
 
 def _describe(error: BaseException) -> str:
