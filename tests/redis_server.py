@@ -8,7 +8,8 @@ Fixtures (registered in tests/conftest.py):
 
 - `redis_server`: one server for the session;
 - `redis_url`: that server's URL, emptied before each test;
-- `redis_server_factory`: servers of the test's own, to stop at will.
+- `redis_server_factory`: servers of the test's own, to stop at will;
+- `restart_on_same_port`: a stopped server's successor on its port.
 
 Without redis-server on PATH the tests using them are skipped, except on
 CI (`CI=true`), where a missing server must not pass unnoticed.
@@ -21,6 +22,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -145,3 +147,16 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def restart_on_same_port(
+    redis_server_factory: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[RedisServer], RedisServer]:
+    """Starts a server where a stopped one was: same port, same directory (its dump)."""
+
+    def restart(stopped: RedisServer) -> RedisServer:
+        monkeypatch.setattr(sys.modules[__name__], "_free_port", lambda: stopped.port)
+        return redis_server_factory()
+
+    return restart

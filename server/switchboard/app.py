@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -81,9 +82,7 @@ def build_gateway(
     budgets = None
     if entities:
         budgets = BudgetGuard(entities, spend=ledger, wall=wall, clock=clock)
-    admission = Admission(
-        RateLimiter(window_seconds=settings.limits.window_s), settings.deployments, clock
-    )
+    admission = build_admission(settings, clock, rng)
     for key in settings.keys:
         if key.rpm or key.tpm:
             admission.configure(caller_key(key.name), key.rpm, key.tpm)
@@ -147,7 +146,42 @@ def build_gateway(
         budgets=budgets,
     )
     recorder.observe(settings.deployments, gateway.status)
+    if settings.state_redis is not None:
+        from switchboard.limits.shared_admission import SharedAdmission
+
+        assert isinstance(admission, SharedAdmission)
+        stats = admission.stats
+        recorder.observe_sharing(stats.decisions, lambda: stats.fallbacks)
     return gateway
+
+
+def build_admission(
+    settings: Settings, clock: Callable[[], float], rng: random.Random
+) -> Admission:
+    """Limits in this process, or shared by every replica through `state_redis`."""
+    local = RateLimiter(window_seconds=settings.limits.window_s)
+    options = settings.state_redis
+    if options is None:
+        return Admission(local, settings.deployments, clock)
+    from switchboard.limits.shared import SharedLimiter
+    from switchboard.limits.shared_admission import SharedAdmission
+
+    shared = SharedLimiter(
+        # A resent acquire that had run would be counted twice.
+        redis_client(options, retry_timeouts=False),
+        window_seconds=settings.limits.window_s,
+        prefix=f"{options.prefix}limits:",
+        timeout_s=options.timeout_s,
+    )
+    return SharedAdmission(
+        local,
+        shared,
+        settings.deployments,
+        clock,
+        local_share=options.local_share,
+        replica_id=f"{socket.gethostname()}:{os.getpid()}:{rng.getrandbits(32):08x}",
+        rng=rng,
+    )
 
 
 # A budget without a duration never resets: its window is the longest one there is.
@@ -169,19 +203,24 @@ def build_ledger(
     )
 
 
-def redis_client(options: RedisSettings) -> Redis:
-    """A client that gives up at once: a slow Redis is a miss (cache) or a later flush (spend)."""
+def redis_client(options: RedisSettings, *, retry_timeouts: bool = True) -> Redis:
+    """A client that gives up at once: a slow Redis is a miss (cache) or a later flush (spend).
+
+    A command that failed on its connection is sent once more at once, on a
+    new one (a pooled connection to a server that restarted fails that way).
+    `retry_timeouts` False: not one that timed out, which may have run.
+    """
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
 
     timeout = options.timeout_s
+    errors = (ConnectionError, TimeoutError) if retry_timeouts else (ConnectionError,)
+    retry = Retry(NoBackoff(), 1, supported_errors=errors)
     if options.url:
         return Redis.from_url(
-            options.url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
+            options.url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry
         )
     return Redis(
         host=options.host,
@@ -190,8 +229,7 @@ def redis_client(options: RedisSettings) -> Redis:
         db=options.db,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        # One quick retry, no backoff.
-        retry=Retry(NoBackoff(), 1),
+        retry=retry,
     )
 
 
@@ -327,11 +365,18 @@ async def supervise(
     held = reserve(listen)
     try:
         address = Address(listen.host, held.getsockname()[1])
-        log.info(
-            "%d workers on %s:%d; limits are not shared between processes: each worker "
-            "enforces 1/%d of every deployment and key rpm/tpm",
-            count, address.host, address.port, count,
-        )  # fmt: skip
+        if settings.state_redis is None:
+            log.info(
+                "%d workers on %s:%d; limits are not shared between processes: each worker "
+                "enforces 1/%d of every deployment and key rpm/tpm",
+                count, address.host, address.port, count,
+            )  # fmt: skip
+        else:
+            log.info(
+                "%d workers on %s:%d; limits are shared through Redis: every worker enforces "
+                "the full rpm/tpm, and %.3g of them while Redis is unreachable",
+                count, address.host, address.port, settings.state_redis.local_share / count,
+            )  # fmt: skip
         async with simulator(settings.simulator):
             # Each worker drains, then finishes its calls: it may take both.
             supervisor = Supervisor(

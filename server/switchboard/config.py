@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -413,9 +413,15 @@ class RawAlias(_Strict):
 
 
 class RawStateRedis(RawRedis):
-    """Redis for state shared by replicas (spend and call statistics)."""
+    """Redis for state shared by replicas: limits, cooldowns, latency, spend and statistics."""
 
     prefix: str = "switchboard:"
+    # Every limiter decision waits on Redis at most this long, then is made locally.
+    timeout_seconds: float = Field(default=0.1, gt=0, le=60)
+    # Gateway processes expected to share this Redis (each worker counts).
+    replicas: int = Field(default=1, ge=1, le=10_000)
+    # The share of each limit one process may use while Redis is unreachable; absent: 1/replicas.
+    local_share: float | None = Field(default=None, gt=0, le=1)
 
 
 class RawSwitchboard(_Strict):
@@ -515,6 +521,8 @@ class RedisSettings:
     db: int = 0
     prefix: str = "switchboard:cache:"
     timeout_s: float = 0.25
+    # Shared state only: the share of each limit a process keeps while Redis is unreachable.
+    local_share: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -1065,7 +1073,11 @@ def _build(
 
     if router_settings.routing_strategy != "latency-based-routing" and router.routing_strategy_args:
         ignored.append("router_settings.routing_strategy_args")
-    for key in router.model_extra or {}:
+    extra = router.model_extra or {}
+    litellm_redis = raw.switchboard.redis is None and bool({"redis_host", "redis_url"} & set(extra))
+    for key in extra:
+        if key in LITELLM_REDIS and litellm_redis:
+            continue  # shared state (_state_redis)
         if key in LITELLM_ROUTER_REFUSED:
             problems.append(f"router_settings.{key}: LiteLLM reads it in general_settings only")
             continue
@@ -1138,7 +1150,7 @@ def _build(
             name: Budget(b.budget_limit, b.time_period)
             for name, b in router.provider_budget_config.items()
         },
-        state_redis=None if raw.switchboard.redis is None else _redis(raw.switchboard.redis),
+        state_redis=_state_redis(raw.switchboard.redis, router, problems),
     )
 
 
@@ -1420,6 +1432,37 @@ def _sampling(raw: RawSamplingDefaults) -> Sampling:
         presence_penalty=raw.presence_penalty,
         frequency_penalty=raw.frequency_penalty,
     )
+
+
+# LiteLLM's Router keeps its shared state in the Redis these name; so does Switchboard.
+LITELLM_REDIS = frozenset({"redis_url", "redis_host", "redis_port", "redis_password", "redis_db"})
+
+
+def _state_redis(
+    ours: RawStateRedis | None, router: RawRouterSettings, problems: list[str]
+) -> RedisSettings | None:
+    """`switchboard.redis`, else LiteLLM's `router_settings.redis_*`; None: nothing shared."""
+    if ours is not None:
+        settings = _redis(ours)
+        share = ours.local_share if ours.local_share is not None else 1 / ours.replicas
+        return replace(settings, local_share=share)
+    extra = router.model_extra or {}
+    url, host = extra.get("redis_url"), extra.get("redis_host")
+    if url is None and host is None:
+        return None
+    options: dict[str, Any] = {"url": url} if url is not None else {"host": host}
+    for name, field_name in (("redis_port", "port"), ("redis_db", "db")):
+        if name in extra and url is None:
+            options[field_name] = extra[name]
+    if extra.get("redis_password") is not None:
+        options["password"] = extra["redis_password"]
+    try:
+        return _redis(RawStateRedis.model_validate(options))
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            problems.append(f"router_settings.redis_{where}: {error['msg']}")
+        return None
 
 
 def _redis(raw: RawRedis) -> RedisSettings:

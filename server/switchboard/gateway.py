@@ -191,12 +191,14 @@ class Gateway:
 
     async def start(self) -> None:
         """Load shared spend (budgets hold from the first call) and start its flushes."""
+        await self._admission.start()
         if self._ledger is not None:
             await self._ledger.start()
 
     async def aclose(self) -> None:
         """Release the provider's pooled connections; after the server has stopped."""
         await self._provider.aclose()
+        await self._admission.aclose()
         if self._cache is not None:
             await self._cache.aclose()
         if self._ledger is not None:
@@ -640,7 +642,7 @@ class Gateway:
                 current = chain[depth]
                 call.switch_to = None
                 while call.used[current] < per_group:
-                    picked = self._admit(request, call, current, blocked)
+                    picked = await self._admit(request, call, current, blocked)
                     if picked is None:
                         picked = await self._retry(request, call, current, blocked, deadline)
                     if picked is None:
@@ -728,7 +730,7 @@ class Gateway:
                 return None
             await self._sleep(delay)
             call.queued_s += delay
-        return self._admit(request, call, group, blocked, retry=True)
+        return await self._admit(request, call, group, blocked, retry=True)
 
     def _fallbacks(
         self, request: CompletionRequest, group: str, kind: FallbackKind
@@ -744,7 +746,7 @@ class Gateway:
             return targets
         return tuple(t for t in targets if t in caller.groups)
 
-    def _admit(
+    async def _admit(
         self,
         request: CompletionRequest,
         state: _Call,
@@ -777,7 +779,7 @@ class Gateway:
             deployment = decision.deployment
             tokens = state.prompt_tokens + self._output_reservation(request, deployment)
             # One atomic acquire for the deployment's limits and the caller's.
-            result = self._admission.try_reserve(deployment, tokens, extra_keys)
+            result = await self._admission.reserve(deployment, tokens, extra_keys)
             if isinstance(result, Reservation):
                 considered = tuple(d.id for d in eligible.candidates)
                 return _Pick(deployment, result, decision.explored, considered)

@@ -12,11 +12,13 @@ connections among them, and supervises them:
   one simulator however many workers call it.
 - Budgets are shared through `switchboard.redis` when it is configured;
   without it each worker may spend 1/N of every key, team and provider budget.
-- Limits are not shared between processes (yet: that needs Redis), so worker
-  i of N enforces its share of every deployment and key limit: the limit
-  divided by N, the remainder spread over the first workers. Together they
-  never admit more than the limit; each admits only its share, so traffic
-  that the kernel spreads unevenly leaves some headroom unused.
+- Limits are shared through `switchboard.redis` when it is configured: every
+  worker enforces the full limits, exactly, and falls back to 1/N of its
+  `local_share` while Redis is unreachable. Without Redis, worker i of N
+  enforces its share of every deployment and key limit: the limit divided
+  by N, the remainder spread over the first workers. Together they never
+  admit more than the limit; each admits only its share, so traffic that
+  the kernel spreads unevenly leaves some headroom unused.
 - It prints the ready line when every worker is serving; SIGTERM or SIGINT
   stops every worker gracefully (each finishes its calls in flight within
   the grace period) before the supervisor exits. A worker that dies is
@@ -80,10 +82,12 @@ def problems(settings: Settings, count: int) -> list[str]:
     """Why `settings` cannot be served by `count` workers; empty when it can."""
     if count == 1:
         return []
-    found = [
-        f"{limit}: below {count}, so some worker's share of it would be 0"
-        for limit in too_small(settings, count)
-    ]
+    found = []
+    if settings.state_redis is None:
+        found = [
+            f"{limit}: below {count}, so some worker's share of it would be 0"
+            for limit in too_small(settings, count)
+        ]
     if settings.telemetry.prometheus_listen is not None:
         found.append(
             "switchboard.telemetry.prometheus_listen: one scrape port cannot serve several "
@@ -93,7 +97,19 @@ def problems(settings: Settings, count: int) -> list[str]:
 
 
 def worker_settings(settings: Settings, index: int, count: int) -> Settings:
-    """The settings worker `index` of `count` serves: its share of every limit, no simulator."""
+    """The settings worker `index` of `count` serves: its share of every limit, no simulator.
+
+    With Redis every worker enforces the full limits, shared; its share only
+    applies while Redis is unreachable, as `local_share` divided among them.
+    """
+    redis = settings.state_redis
+    if redis is not None:
+        return dataclasses.replace(
+            settings,
+            simulator=None,
+            workers=1,
+            state_redis=dataclasses.replace(redis, local_share=redis.local_share / count),
+        )
     deployments = tuple(
         dataclasses.replace(d, rpm=share(d.rpm, index, count), tpm=share(d.tpm, index, count))
         for d in settings.deployments

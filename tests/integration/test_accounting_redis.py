@@ -17,7 +17,6 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-import tests.redis_server
 from switchboard.accounting import (
     BudgetWindow,
     CallStats,
@@ -218,19 +217,6 @@ async def test_the_background_loop_flushes(
     ledger.record(paid(2.0))
     await ledger.aclose()  # stops the loop and flushes once more
     assert await raw.hget(f"{PREFIX}stats:total:all", "key:5:alice:spend_usd") == b"3"
-
-
-@pytest.fixture
-def restart_on_same_port(
-    redis_server_factory: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
-) -> Callable[[RedisServer], RedisServer]:
-    """Starts a server where a stopped one was: same port, same directory (its dump)."""
-
-    def restart(stopped: RedisServer) -> RedisServer:
-        monkeypatch.setattr(tests.redis_server, "_free_port", lambda: stopped.port)
-        return redis_server_factory()
-
-    return restart
 
 
 async def test_redis_down_then_back_loses_nothing_and_counts_nothing_twice(

@@ -8,7 +8,7 @@ import pytest
 
 from switchboard.app import build_gateway
 from switchboard.cli import main
-from switchboard.config import ConfigError, load_settings, parse_settings
+from switchboard.config import ConfigError, Settings, load_settings, parse_settings
 from switchboard.domain import CompletionRequest, Message, Role
 from switchboard.errors import ModelNotFound
 from tests.unit.fakes import FakeClock, ScriptedProvider
@@ -62,11 +62,67 @@ def test_litellm_settings_we_do_not_implement_are_reported_as_ignored() -> None:
     settings = load_settings(HERE / "good-litellm-proxy.yaml", env=ENV)
     assert set(settings.ignored) == {
         "environment_variables",
-        "router_settings.redis_host",
         "litellm_settings.success_callback",
         "general_settings.master_key",
         "general_settings.database_url",
     }
+
+
+def test_litellm_router_redis_settings_share_state() -> None:
+    settings = load_settings(HERE / "good-litellm-proxy.yaml", env=ENV)
+    assert settings.state_redis is not None
+    assert (settings.state_redis.host, settings.state_redis.port) == ("localhost", 6379)
+    assert settings.state_redis.prefix == "switchboard:"
+    assert settings.state_redis.local_share == 1.0
+
+
+def _redis_config(router: str, ours: str = "") -> Settings:
+    text = f"""
+model_list:
+  - model_name: m
+    litellm_params: {{model: openai/gpt-4o-mini}}
+router_settings:
+{router}
+switchboard:
+{ours or "  server: {}"}
+"""
+    return parse_settings(text, source="inline", env={"REDIS_PORT": "7001", "REDIS_PASSWORD": "pw"})
+
+
+def test_litellm_redis_host_port_and_password_from_the_environment() -> None:
+    settings = _redis_config(
+        "  redis_host: 10.0.0.5\n  redis_port: os.environ/REDIS_PORT\n"
+        "  redis_password: os.environ/REDIS_PASSWORD\n  redis_db: 2"
+    )
+    redis = settings.state_redis
+    assert redis is not None
+    assert (redis.host, redis.port, redis.password, redis.db) == ("10.0.0.5", 7001, "pw", 2)
+    assert not [i for i in settings.ignored if "redis" in i]
+
+
+def test_litellm_redis_url_and_a_bad_port() -> None:
+    settings = _redis_config("  redis_url: redis://10.0.0.5:7002/0")
+    assert settings.state_redis is not None
+    assert settings.state_redis.url == "redis://10.0.0.5:7002/0"
+    with pytest.raises(ConfigError) as caught:
+        _redis_config("  redis_host: h\n  redis_port: not-a-port")
+    assert any(p.startswith("router_settings.redis_port") for p in caught.value.problems)
+
+
+def test_switchboard_redis_wins_and_sets_the_local_share() -> None:
+    settings = _redis_config(
+        "  redis_host: 10.0.0.5",
+        "  redis:\n    url: redis://127.0.0.1:7003\n    replicas: 4",
+    )
+    redis = settings.state_redis
+    assert redis is not None
+    assert redis.url == "redis://127.0.0.1:7003"
+    assert redis.local_share == 0.25
+    assert redis.timeout_s == 0.1
+    assert "router_settings.redis_host" in settings.ignored
+    explicit = _redis_config("  {}", "  redis:\n    replicas: 4\n    local_share: 0.5")
+    assert explicit.state_redis is not None
+    assert explicit.state_redis.local_share == 0.5
 
 
 @pytest.mark.parametrize(("name", "expected"), sorted(BAD.items()))

@@ -37,7 +37,8 @@ def _sources() -> dict[str, list[str]]:
 def _env(path: Path) -> dict[str, str]:
     """A fake value for every variable the file names: the corpus's are not set here."""
     names = set(ENV_REF.findall(path.read_text(encoding="utf-8")))
-    return {name: f"fake-{name.lower()}" for name in names}
+    # A port must be a number to be taken (router_settings.redis_port is).
+    return {name: "6379" if name.endswith("PORT") else f"fake-{name.lower()}" for name in names}
 
 
 def _readme_with_tls_files(tmp_path: Path) -> Path:

@@ -84,7 +84,7 @@ def test_tokenizer_and_prices_need_neither_litellm_nor_the_network() -> None:
     report = run_child(PROVIDER_DATA)
     assert report["loaded"] == []
     assert report["env"] == []  # nothing set process-wide on the way
-    assert report["tokens"] == 2 + 3 + 3  # "Say hi", one message, reply priming
+    assert report["tokens"] == 2 + 3 + 1 + 3  # "Say hi", one message, its role, reply priming
     assert isinstance(report["price"], float)
     assert report["price"] > 0
 

@@ -21,9 +21,9 @@ def _request(*contents: str, **fields: object) -> CompletionRequest:
 
 
 def test_openai_framing(estimator: PromptEstimator) -> None:
-    # "Say hi" is two cl100k tokens; 3 per message and 3 to prime the reply.
-    assert estimator.prompt_tokens(_request("Say hi")) == 2 + 3 + 3
-    assert estimator.prompt_tokens(_request("Say hi", "Say hi")) == 2 * (2 + 3) + 3
+    # "Say hi" is two cl100k tokens; 3 per message, 1 for its role, 3 to prime the reply.
+    assert estimator.prompt_tokens(_request("Say hi")) == 2 + 3 + 1 + 3
+    assert estimator.prompt_tokens(_request("Say hi", "Say hi")) == 2 * (2 + 3 + 1) + 3
 
 
 def test_special_token_text_is_ordinary_text(estimator: PromptEstimator) -> None:

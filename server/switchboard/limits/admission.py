@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 from switchboard.config import Deployment
 from switchboard.limits import Denied, Handle, RateLimiter, Ticket
@@ -47,10 +48,17 @@ class Refusal:
         return self.retry_after == float("inf")
 
 
+class Settleable(Protocol):
+    """What a reservation holds: the native `Ticket`, or a shared admission's pair of tickets."""
+
+    @property
+    def settled(self) -> bool: ...
+
+
 class Reservation:
     __slots__ = ("_admission", "_ticket", "tokens")
 
-    def __init__(self, admission: Admission, ticket: Ticket, tokens: int) -> None:
+    def __init__(self, admission: Admission, ticket: Settleable, tokens: int) -> None:
         self._admission = admission
         self._ticket = ticket
         self.tokens = tokens
@@ -102,9 +110,31 @@ class Admission:
         if key not in self._handles:
             self._handles[key] = self._limiter.handle(key)
 
+    async def start(self) -> None:
+        """Nothing to start in one process; a shared admission connects here."""
+
+    async def aclose(self) -> None:
+        """Nothing to flush in one process; a shared admission settles what is pending."""
+
+    async def reserve(
+        self, deployment: Deployment, tokens: int, extra_keys: Sequence[str] = ()
+    ) -> Reservation | Refusal:
+        """The gateway's entry: `try_reserve` here, a round trip to Redis when shared."""
+        return self.try_reserve(deployment, tokens, extra_keys)
+
     def try_reserve(
         self, deployment: Deployment, tokens: int, extra_keys: Sequence[str] = ()
     ) -> Reservation | Refusal:
+        result = self._acquire(deployment, tokens, extra_keys)
+        if isinstance(result, Refusal):
+            return result
+        self._open += 1
+        return Reservation(self, result, tokens)
+
+    def _acquire(
+        self, deployment: Deployment, tokens: int, extra_keys: Sequence[str]
+    ) -> Ticket | Refusal:
+        """The native limiter's decision: a ticket not yet counted as open, or a refusal."""
         handle = self._deployments.get(deployment.id)
         if handle is None:  # not one of the deployments this admission was built with
             handle = self._deployments[deployment.id] = self._limiter.handle(
@@ -116,8 +146,7 @@ class Admission:
         result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, self._now())
         if isinstance(result, Denied):
             return Refusal(result.key, result.retry_after, tokens)
-        self._open += 1
-        return Reservation(self, result, tokens)
+        return result
 
     def headroom(self, key: str) -> tuple[int | None, int | None]:
         return self._limiter.headroom(key, self._now())
@@ -126,7 +155,8 @@ class Admission:
         """The time to pass the limiter: None when it reads the same clock itself."""
         return None if self._reads_clock else self._clock()
 
-    def _settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
+    def _settle(self, settleable: Settleable, actual_tokens: int | None) -> None:
+        ticket = cast(Ticket, settleable)
         now = self._now()
         if actual_tokens is None:
             self._limiter.release(ticket, now)

@@ -13,7 +13,7 @@
 -- Bucket b covers [b*q, (b+1)*q); its entries are stamped at its end, (b+1)*q, and
 -- count while stamp > now - window, i.e. they leave at stamp + window.
 --
--- ARGV[1] op: "acquire" | "settle" | "headroom"; ARGV[2] window (us); ARGV[3] q (us);
+-- ARGV[1] op: "acquire" | "settle" | "charge" | "headroom"; ARGV[2] window (us); ARGV[3] q (us);
 -- ARGV[4] expiry margin (ms).
 --   acquire:  ARGV[5] tokens; ARGV[6 + 2(i-1)], ARGV[7 + 2(i-1)]: rpm, tpm of KEYS[i]
 --             (-1: unlimited). Replies {1, TIME, bucket of KEYS[1], ...} when every key
@@ -22,6 +22,11 @@
 --   settle:   ARGV[5] requests delta, ARGV[6] tokens delta; ARGV[7 + (i-1)] the bucket
 --             of KEYS[i] to correct, if it is still stored and inside the window.
 --             Replies {TIME, keys corrected}.
+--   charge:   records what was admitted without Redis (an outage), unchecked, once:
+--             KEYS[#KEYS] is a marker named by the charge's id; ARGV[5] its lifetime (ms);
+--             ARGV[6 + 2(i-1)], ARGV[7 + 2(i-1)]: requests, tokens to add to KEYS[i].
+--             Replies {1, TIME, bucket of KEYS[1], ...}, or, when the marker exists (the
+--             charge was applied before and its reply lost), {0, TIME, the same buckets}.
 --   headroom: replies {R, T} of KEYS[1] after dropping its expired buckets.
 --
 -- Every check happens before the first write, so an error never leaves half a change.
@@ -107,23 +112,23 @@ local function fit(st, rpm, tpm, tokens)
   return redis.error_reply('limiter state of ' .. st.key .. ' is out of step')
 end
 
-local function record(st, tokens)
+local function record(st, requests, tokens)
   local now = st.now
   local index = (now - math.fmod(now, q)) / q -- exact: floor(now / q)
   local b = fmt(index)
   store_drops(st)
   if st.newest == index then
-    redis.call('HINCRBY', st.key, 'r' .. b, '1')
+    redis.call('HINCRBY', st.key, 'r' .. b, fmt(requests))
     redis.call('HINCRBY', st.key, 't' .. b, fmt(tokens))
   else
-    redis.call('HSET', st.key, 'r' .. b, '1', 't' .. b, fmt(tokens))
+    redis.call('HSET', st.key, 'r' .. b, fmt(requests), 't' .. b, fmt(tokens))
     if st.newest ~= nil then
       redis.call('HSET', st.key, 'x' .. fmt(st.newest), b)
     else
       st.head = index
     end
   end
-  redis.call('HSET', st.key, 'L', fmt(now), 'R', fmt(st.r + 1), 'T', fmt(st.t + tokens),
+  redis.call('HSET', st.key, 'L', fmt(now), 'R', fmt(st.r + requests), 'T', fmt(st.t + tokens),
              'H', fmt(st.head), 'N', b)
   -- The newest bucket leaves at (index + 1) * q + window <= now + q + window, on the
   -- key's time, which may run ahead of TIME: the key outlives all of its buckets.
@@ -155,8 +160,29 @@ if op == 'acquire' then
   end
   local reply = {1, clock}
   for i, st in ipairs(states) do
-    reply[i + 2] = record(st, tokens)
+    reply[i + 2] = record(st, 1, tokens)
   end
+  return reply
+elseif op == 'charge' then
+  local marker = KEYS[#KEYS]
+  local done = redis.call('GET', marker)
+  local reply = {0, clock}
+  if done then
+    for b in string.gmatch(done, '[^,]+') do
+      reply[#reply + 1] = tonumber(b)
+    end
+    return reply
+  end
+  reply[1] = 1
+  for i = 1, #KEYS - 1 do
+    local st = advance(KEYS[i])
+    reply[i + 2] = record(st, tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i]))
+  end
+  local buckets = {}
+  for i = 3, #reply do
+    buckets[#buckets + 1] = fmt(reply[i])
+  end
+  redis.call('SET', marker, table.concat(buckets, ','), 'PX', ARGV[5])
   return reply
 elseif op == 'settle' then
   local requests, tokens = tonumber(ARGV[5]), tonumber(ARGV[6])

@@ -58,7 +58,7 @@ import asyncio
 import hashlib
 import importlib.resources
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -207,6 +207,84 @@ class SharedLimiter:
         """Refunds the reservation entirely: the request never ran."""
         await self._settle(ticket, -1, -ticket.tokens)
 
+    async def settle_all(self, settlements: Sequence[tuple[SharedTicket, int | None]]) -> None:
+        """Settles many tickets in one round trip: (ticket, actual tokens), None to release.
+
+        Every ticket is settled before anything is sent, as in `commit`; a
+        failure raises `SharedLimiterUnavailable` and loses the corrections
+        that may not have been applied (see the module docstring).
+        """
+        calls: list[tuple[list[str], list[str]]] = []
+        for ticket, actual in settlements:
+            if actual is not None:
+                _check_tokens(actual)
+            self._check_open(ticket)
+        for ticket, actual in settlements:
+            ticket.settled = True
+            requests, tokens = (-1, -ticket.tokens) if actual is None else (0, actual)
+            if actual is not None:
+                tokens -= ticket.tokens
+            if ticket.keys and (requests or tokens):
+                args = ["settle", *self._common, str(requests), str(tokens)]
+                args.extend(str(b) for b in ticket.buckets)
+                calls.append(([self._prefix + k for k in ticket.keys], args))
+        if not calls:
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                replies = await self._pipeline(calls)
+                # A script flushed meanwhile: NOSCRIPT means those calls never ran.
+                again = [c for c, r in zip(calls, replies, strict=True) if _noscript(r)]
+                if again:
+                    await self._redis.script_load(self._script)
+                    replies = await self._pipeline(again)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise SharedLimiterUnavailable(f"shared limiter: {failed}")
+
+    async def charge(
+        self, totals: Mapping[str, tuple[int, int]], charge_id: str
+    ) -> tuple[dict[str, int], int]:
+        """Adds (requests, tokens) to each key unchecked, once per `charge_id`.
+
+        For what was admitted while Redis was unreachable: once it returns,
+        its window must count that traffic too. A retry after a lost reply
+        finds the charge's marker and changes nothing. Returns the bucket each
+        key was charged in (to settle later corrections against) and Redis's
+        time; keys with nothing to add or no limits are left out.
+        """
+        keys = [k for k, (r, t) in totals.items() if (r or t) and self._limited(k)]
+        if not keys:
+            return {}, 0
+        lifetime_ms = -(-self._window_us // 1000) + EXPIRY_MARGIN_MS
+        args: list[str] = ["charge", *self._common, str(lifetime_ms)]
+        for key in keys:
+            requests, tokens = totals[key]
+            _check_tokens(requests)
+            _check_tokens(tokens)
+            args += [str(requests), str(tokens)]
+        names = [*keys, f"charge:{charge_id}"]
+        reply = await self._run(names, args)
+        return dict(zip(keys, (int(b) for b in reply[2:]), strict=True)), int(reply[1])
+
+    def ticket(
+        self, keys: Sequence[str], buckets: Sequence[int], tokens: int, at_us: int
+    ) -> SharedTicket:
+        """A ticket for a reservation `charge` recorded, so its settlement corrects Redis."""
+        return SharedTicket(tokens, tuple(keys), tuple(buckets), at_us, _owner=self)
+
+    async def run_id(self) -> str:
+        """The Redis server's run id: another id means a server that has forgotten every count
+        (restarted without persistence, or failed over)."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                info = await self._redis.info("server")
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+        return str(info.get("run_id", ""))
+
     async def headroom(self, key: str) -> tuple[int | None, int | None]:
         """(requests left, tokens left) in the window now, None where unlimited."""
         limits = self._limits.get(key)
@@ -222,11 +300,14 @@ class SharedLimiter:
         limits = self._limits.get(key)
         return limits is not None and (limits.rpm is not None or limits.tpm is not None)
 
-    async def _settle(self, ticket: SharedTicket, requests: int, tokens: int) -> None:
+    def _check_open(self, ticket: SharedTicket) -> None:
         if ticket._owner is not self:
             raise ValueError("the ticket belongs to another limiter")
         if ticket.settled:
             raise ValueError("the ticket is already committed or released")
+
+    async def _settle(self, ticket: SharedTicket, requests: int, tokens: int) -> None:
+        self._check_open(ticket)
         # Settled before asking: a retry after a lost reply could apply it twice.
         ticket.settled = True
         if not ticket.keys or (requests == 0 and tokens == 0):
@@ -246,11 +327,41 @@ class SharedLimiter:
                     await self._redis.script_load(self._script)
                     return await self._evalsha(names, args)
         except _UNAVAILABLE as exc:
-            raise SharedLimiterUnavailable(f"shared limiter: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable(exc) from exc
+
+    async def _pipeline(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for names, args in calls:
+            pipe.evalsha(self._sha, len(names), *names, *args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def _evalsha(self, names: list[str], args: list[str]) -> list[Any]:
         reply: list[Any] = await self._redis.evalsha(self._sha, len(names), *names, *args)
         return reply
+
+
+def cancel_requested() -> bool:
+    """Whether this task was asked to cancel and the request was swallowed on the way.
+
+    redis-py may turn a cancellation that reaches it mid-command into its
+    own TimeoutError, or return normally; the task's count of pending
+    cancellations still says so.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _unavailable(exc: BaseException) -> BaseException:
+    if cancel_requested():
+        return asyncio.CancelledError()
+    return SharedLimiterUnavailable(f"shared limiter: {type(exc).__name__}: {exc}")
+
+
+def _noscript(reply: Any) -> bool:
+    return isinstance(reply, NoScriptError) or (
+        isinstance(reply, RedisError) and str(reply).startswith("NOSCRIPT")
+    )
 
 
 def _check_tokens(tokens: int) -> None:

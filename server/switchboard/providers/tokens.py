@@ -26,6 +26,8 @@ from switchboard.providers.bundled import TOKENIZERS, BundledDataError, litellm_
 
 # OpenAI's chat framing: tokens per message, and to prime the reply.
 PER_MESSAGE = 3
+# The role's value is counted too, as in OpenAI's cookbook; every role name is one token.
+PER_ROLE = 1
 PER_NAME = 1
 REPLY_PRIMING = 3
 
@@ -128,7 +130,7 @@ class PromptEstimator:
     def prompt_tokens(self, request: CompletionRequest) -> int:
         total = REPLY_PRIMING
         for message in request.messages:
-            total += PER_MESSAGE + self.count(message.content)
+            total += PER_MESSAGE + PER_ROLE + self.count(message.content)
             if message.name:
                 total += PER_NAME + self.count(message.name)
             for call in message.tool_calls:

@@ -7,7 +7,7 @@ client got all of it; a client that leaves early is seen either as the handler b
 cancelled (aiohttp's handler_cancellation, the prompt path) or as a failed write.
 
 Routes: POST /v1/chat/completions (and /chat/completions), GET /v1/models,
-GET /sim/stats, GET /health. Anything else: OpenAI's 404 shape.
+GET /sim/stats, GET /sim/arrivals, GET /health. Anything else: OpenAI's 404 shape.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class _Exchange:
     closed_by_us: bool = False
     finished: bool = False
     """The whole response reached the transport."""
+    arrived_at: float = 0.0
+    """When the request arrived, on the stats clock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,7 @@ class SimApp:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/models", self.models)
         app.router.add_get("/sim/stats", self.stats_json)
+        app.router.add_get("/sim/arrivals", self.arrivals_json)
         app.router.add_get("/health", self.health)
         return app
 
@@ -169,17 +172,19 @@ class SimApp:
     async def stats_json(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.snapshot())
 
+    async def arrivals_json(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.arrivals_snapshot())
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     # -- chat completions ----------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        self.stats.request_started()
+        exchange = _Exchange(arrived_at=self.stats.request_started())
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        exchange = _Exchange()
         try:
             return await self._respond(request, exchange)
         except asyncio.CancelledError:
@@ -433,7 +438,9 @@ class SimApp:
             request, exchange, 200, body, self._headers(plan), drop_after=plan.drop_after
         )
         if exchange.finished:
-            self.stats.tokens_served(plan.prompt_tokens, plan.completion_tokens)
+            self.stats.tokens_served(
+                plan.prompt_tokens, plan.completion_tokens, arrived_at=exchange.arrived_at
+            )
         return response
 
     async def _stream(
@@ -468,7 +475,9 @@ class SimApp:
         except ConnectionResetError:
             self._client_left(exchange)
             return response
-        self.stats.tokens_served(plan.prompt_tokens, plan.completion_tokens)
+        self.stats.tokens_served(
+            plan.prompt_tokens, plan.completion_tokens, arrived_at=exchange.arrived_at
+        )
         self.stats.response_completed(200)
         return response
 

@@ -9,12 +9,15 @@ instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
 _Waiter: TypeAlias = "tuple[Callable[[SimStats], bool], asyncio.Future[None]]"
+
+# Arrivals kept for /sim/arrivals, newest last: enough for a test's windows, bounded for benches.
+MAX_ARRIVALS = 100_000
 
 
 @dataclass(slots=True)
@@ -35,14 +38,24 @@ class SimStats:
     statuses: Counter[int] = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_ARRIVALS))
+    """When each chat-completion request arrived, on `clock`."""
+    served: deque[tuple[float, int, int]] = field(
+        default_factory=lambda: deque(maxlen=MAX_ARRIVALS)
+    )
+    """(arrival, prompt tokens, completion tokens) of each answer served whole."""
     disconnected: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     """Set at the first disconnect; tests may `clear()` it to await the next."""
     _waiters: list[_Waiter] = field(default_factory=list, init=False, repr=False)
 
-    def request_started(self) -> None:
+    def request_started(self) -> float:
+        """Counts a request in; returns its arrival time."""
         self.requests += 1
         self.in_flight += 1
+        arrived_at = self.clock()
+        self.arrivals.append(arrived_at)
         self._notify()
+        return arrived_at
 
     def request_finished(self) -> None:
         self.in_flight -= 1
@@ -57,9 +70,12 @@ class SimStats:
         self.faults[kind] += 1
         self._notify()
 
-    def tokens_served(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def tokens_served(
+        self, prompt_tokens: int, completion_tokens: int, *, arrived_at: float = 0.0
+    ) -> None:
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
+        self.served.append((arrived_at, prompt_tokens, completion_tokens))
 
     def disconnect_noticed(self) -> None:
         self.disconnects += 1
@@ -88,6 +104,11 @@ class SimStats:
 
     async def wait_idle(self) -> None:
         await self.wait_for(lambda stats: stats.in_flight == 0)
+
+    def arrivals_snapshot(self) -> dict[str, object]:
+        """What `GET /sim/arrivals` returns: each request's arrival, and each answer's tokens,
+        so a test can count any window of a provider's rpm/tpm as the provider saw it."""
+        return {"arrivals": list(self.arrivals), "served": [list(s) for s in self.served]}
 
     def snapshot(self) -> dict[str, object]:
         """JSON-ready counters, as `GET /sim/stats` returns them."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -401,6 +401,35 @@ class Recorder:
             yield Observation(cost, {sc.MODEL_GROUP: group, sc.DEPLOYMENT: deployment})
 
     # ------------------------------------------------------------------- gauges
+
+    def observe_sharing(
+        self, decisions: Callable[[], Mapping[str, int]], fallbacks: Callable[[], int]
+    ) -> None:
+        """Counters of shared limits read at each export: admissions by who decided them
+        (`redis`, `remembered`, `local`, `outage`), and how often Redis was lost."""
+        meter = self._meter
+        if meter is None:
+            return
+
+        def by_decider(options: CallbackOptions) -> Iterable[Observation]:
+            for decided_by, count in decisions().items():
+                yield Observation(count, {sc.DECIDED_BY: decided_by})
+
+        def lost(options: CallbackOptions) -> Iterable[Observation]:
+            yield Observation(fallbacks())
+
+        meter.create_observable_counter(
+            sc.M_RATELIMIT_DECISIONS,
+            [by_decider],
+            unit="{decision}",
+            description="Limiter decisions on shared limits, by who made them",
+        )
+        meter.create_observable_counter(
+            sc.M_RATELIMIT_FALLBACKS,
+            [lost],
+            unit="{fallback}",
+            description="Times Redis was lost and limits fell back to local shares",
+        )
 
     def observe(
         self, deployments: Sequence[Deployment], status: Callable[[Deployment], DeploymentView]

@@ -84,6 +84,10 @@ M_RATELIMIT_HEADROOM: Final = "switchboard.ratelimit.headroom"
 M_RATELIMIT_LIMIT: Final = "switchboard.ratelimit.limit"
 M_COOLING_DOWN: Final = "switchboard.deployment.cooling_down"
 M_IN_FLIGHT: Final = "switchboard.deployment.in_flight"
+# Shared limits: how each admission was decided, and Redis lost (a fallback to local shares).
+M_RATELIMIT_DECISIONS: Final = "switchboard.ratelimit.decisions"
+M_RATELIMIT_FALLBACKS: Final = "switchboard.ratelimit.redis.fallbacks"
+DECIDED_BY: Final = "switchboard.ratelimit.decided_by"
 
 # Bucket boundaries the GenAI conventions advise.
 DURATION_BUCKETS: Final = (
