@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-validation lock clean
+.PHONY: help setup run test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-validation bench-shared lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -98,7 +98,7 @@ lint: setup $(BUF) proto-check ## ruff, mypy --strict, clippy and fmt, go vet an
 	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; fi
 	if git rev-parse -q --verify main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
 
-bench: bench-latency bench-limiter bench-routing bench-telemetry bench-http bench-validation bench-cache bench-auto bench-compare ## every benchmark
+bench: bench-latency bench-limiter bench-shared bench-routing bench-telemetry bench-http bench-validation bench-cache bench-auto bench-compare ## every benchmark
 
 bench-latency: setup ## p50/p95/p99 of Complete direct, through litellm and through the fast path
 	$(PY) bench/complete_latency.py --calls 1000
@@ -106,6 +106,9 @@ bench-latency: setup ## p50/p95/p99 of Complete direct, through litellm and thro
 bench-limiter: setup ## ns per try_acquire+commit from Python, beside a pure-Python twin
 	$(PY) bench/limiter.py
 	cd ratelimit-rs && cargo bench --quiet
+
+bench-shared: setup ## what limits shared through Redis add per call (p50/p99) beside local ones; the local fast path's hit rate
+	$(PY) -m bench.shared_limits
 
 bench-routing: setup ## mean/p95 latency, errors and regret per routing strategy against the oracle
 	$(PY) bench/routing.py
