@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 
 from switchboard.config import Deployment, parse_settings
 from switchboard.limits import RateLimiter
-from switchboard.limits.admission import Refusal, Reservation
+from switchboard.limits.admission import Admission, Refusal, Reservation
 from switchboard.limits.shared import SharedLimiter
 from switchboard.limits.shared_admission import Mode, SharedAdmission
 from tests.redis_server import RedisServer
@@ -66,7 +66,13 @@ class Gate:
 
 @asynccontextmanager
 async def replica(
-    url: str, gate: Gate, *, share: float = 0.5, timeout_s: float = 0.2, dep: Deployment
+    url: str,
+    gate: Gate,
+    *,
+    share: float = 0.5,
+    timeout_s: float = 0.2,
+    dep: Deployment,
+    watch_s: float = 1.0,
 ) -> AsyncIterator[SharedAdmission]:
     client = client_for(url)
     shared = SharedLimiter(client, window_seconds=WINDOW_S, prefix=PREFIX, timeout_s=timeout_s)
@@ -79,6 +85,7 @@ async def replica(
         replica_id=f"r{id(gate)}",
         rng=random.Random(7),
         sleep=gate.sleep,
+        watch_interval_s=watch_s,
     )
     await admission.start()
     try:
@@ -265,3 +272,18 @@ async def test_a_cancelled_reservation_leaves_nothing_open(
             os.kill(server.popen.pid, signal.SIGCONT)
         assert a.open_count == 0
         assert a.headroom("deployment:d") == (2, None)
+
+
+async def test_headroom_is_what_every_replica_together_has_left(redis_url: str) -> None:
+    dep = deployment(rpm=10, tpm=1_000)
+    async with (
+        replica(redis_url, Gate(), dep=dep) as a,
+        replica(redis_url, Gate(), dep=dep, watch_s=0.05) as b,
+    ):
+        for _ in range(3):
+            admitted(await a.reserve(dep, 100)).commit(100)
+        async with asyncio.timeout(10):
+            while b.headroom("deployment:d") != (7, 700):  # noqa: ASYNC110 (another replica)
+                await asyncio.sleep(0.01)
+        # Its own native limiter never saw those calls.
+        assert Admission.headroom(b, "deployment:d") == (10, 1_000)

@@ -296,6 +296,32 @@ class SharedLimiter:
             None if limits.tpm is None else max(0, limits.tpm - tokens),
         )
 
+    async def headroom_many(self, keys: Sequence[str]) -> dict[str, tuple[int | None, int | None]]:
+        """`headroom` of several keys in one round trip (unlimited keys are not asked)."""
+        limited = [k for k in dict.fromkeys(keys) if self._limited(k)]
+        if not limited:
+            return {}
+        calls = [([self._prefix + k], ["headroom", *self._common]) for k in limited]
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                replies = await self._pipeline(calls)
+                if any(_noscript(r) for r in replies):
+                    await self._redis.script_load(self._script)
+                    replies = await self._pipeline(calls)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
+        found: dict[str, tuple[int | None, int | None]] = {}
+        for key, reply in zip(limited, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise SharedLimiterUnavailable(f"shared limiter: {reply}")
+            requests, tokens = (int(x) for x in reply)
+            limits = self._limits[key]
+            found[key] = (
+                None if limits.rpm is None else max(0, limits.rpm - requests),
+                None if limits.tpm is None else max(0, limits.tpm - tokens),
+            )
+        return found
+
     def _limited(self, key: str) -> bool:
         limits = self._limits.get(key)
         return limits is not None and (limits.rpm is not None or limits.tpm is not None)

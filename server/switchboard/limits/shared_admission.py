@@ -178,6 +178,8 @@ class SharedAdmission(Admission):
         self._probe_interval_s = probe_interval_s
         self._watch_interval_s = watch_interval_s
         self._watched_at = -math.inf
+        # Redis's headroom of each deployment key, as of the last watch (every watch_interval_s).
+        self._remote_headroom: dict[str, tuple[int | None, int | None]] = {}
         self._window_s = limiter.window_seconds
         # Every configured key's full limits; the native limiter holds them or the shares.
         self._full: dict[str, tuple[int | None, int | None]] = {}
@@ -291,6 +293,12 @@ class SharedAdmission(Admission):
             return Refusal(result.key, result.retry_after, tokens)
         return self._admitted(local, names, tokens, result)
 
+    def headroom(self, key: str) -> tuple[int | None, int | None]:
+        """What every replica together has left on a deployment key, as of the last watch
+        (at most `watch_interval_s` old); this replica's own view otherwise."""
+        remote = self._remote_headroom.get(key) if self._mode is Mode.SHARED else None
+        return remote if remote is not None else super().headroom(key)
+
     def _remembered(self, names: Sequence[str], tokens: int) -> Refusal | None:
         now = self._clock()
         for name in names:
@@ -363,6 +371,10 @@ class SharedAdmission(Admission):
                     self._watched_at = now
                     if await self._shared.run_id() != self._run_id:
                         self._lost(None)
+                    else:
+                        self._remote_headroom = await self._shared.headroom_many(
+                            list(self._names.values())
+                        )
             except SharedLimiterUnavailable as exc:
                 self._lost(exc)
 
