@@ -55,6 +55,9 @@ from switchboard.workers import Supervisor, reserve
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from switchboard.replicas import ReplicaSync
+    from switchboard.routing.latency import LatencyTracker
+
 log = logging.getLogger(__name__)
 
 # NOT_SERVING this long before new calls are refused, unless the config says.
@@ -109,6 +112,9 @@ def build_gateway(
         ramp_s=settings.routing.ramp_s,
         ramp_floor=settings.routing.ramp_floor,
     )
+    sync = None
+    if settings.state_redis is not None:
+        sync = build_replica_sync(settings, settings.state_redis, health, latency, clock, rng)
     router = Router(
         groups=settings.groups,
         strategy=strategy,
@@ -117,6 +123,7 @@ def build_gateway(
         latency=latency,
         pre_call_checks=router_settings.pre_call_checks,
         paused=None if budgets is None else budgets.deployment_paused_until,
+        observer=sync,
     )
     recorder = Recorder(telemetry or Telemetry(), clock)
     cache = None
@@ -144,6 +151,7 @@ def build_gateway(
         wall=wall,
         ledger=ledger,
         budgets=budgets,
+        services=() if sync is None else (sync,),
     )
     recorder.observe(settings.deployments, gateway.status)
     if settings.state_redis is not None:
@@ -153,6 +161,33 @@ def build_gateway(
         stats = admission.stats
         recorder.observe_sharing(stats.decisions, lambda: stats.fallbacks)
     return gateway
+
+
+def build_replica_sync(
+    settings: Settings,
+    options: RedisSettings,
+    health: DeploymentHealth,
+    latency: LatencyTracker,
+    clock: Callable[[], float],
+    rng: random.Random,
+) -> ReplicaSync:
+    """Cooldowns and latency samples shared with the other replicas on `options`."""
+    from switchboard.replicas import ReplicaSync
+
+    return ReplicaSync(
+        redis_client(options),
+        prefix=f"{options.prefix}replicas:",
+        replica_id=f"{socket.gethostname()}:{os.getpid()}",
+        health=health,
+        latency=latency,
+        deployments=[d.id for d in settings.deployments],
+        clock=clock,
+        rng=rng,
+        # cooldown_time has no upper bound: a failure cooldown must not be cut short elsewhere.
+        max_cooldown_s=max(settings.routing.max_cooldown_s, settings.router.cooldown_time_s),
+        timeout_s=options.timeout_s,
+        owns_redis=True,
+    )
 
 
 def build_admission(

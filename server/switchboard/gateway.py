@@ -18,8 +18,9 @@ import dataclasses
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from switchboard.accounting import AttemptRecord, CallRecord, Ledger
 from switchboard.attempt import AttemptScope, Counts
@@ -63,6 +64,15 @@ from switchboard.telemetry.setup import Telemetry
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Service(Protocol):
+    """Background work that lives as long as the gateway (replica sync, say)."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
 
 # The shortest wait worth sleeping for; guards against spinning on a zero wait.
 MIN_WAIT_S = 0.001
@@ -163,9 +173,12 @@ class Gateway:
         wall: Clock = time.time,
         ledger: Ledger | None = None,
         budgets: BudgetGuard | None = None,
+        services: Sequence[Service] = (),
     ) -> None:
         """`ledger`: where each call's spend and figures are added up (None: nowhere);
-        `budgets`: the key, team and provider budgets (None: none)."""
+        `budgets`: the key, team and provider budgets (None: none); `services`:
+        started with the gateway and closed after it."""
+        self._services = tuple(services)
         self._recorder = recorder or Recorder(Telemetry(), clock)
         self._settings = settings
         self._provider = provider
@@ -194,10 +207,14 @@ class Gateway:
         await self._admission.start()
         if self._ledger is not None:
             await self._ledger.start()
+        for service in self._services:
+            await service.start()
 
     async def aclose(self) -> None:
         """Release the provider's pooled connections; after the server has stopped."""
         await self._provider.aclose()
+        for service in self._services:
+            await service.aclose()
         await self._admission.aclose()
         if self._cache is not None:
             await self._cache.aclose()

@@ -24,7 +24,7 @@ import redis.asyncio
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
 from switchboard.limits.shared import SharedLimiter
-from switchboard.sim import SimProfile, SimServer
+from switchboard.sim import FaultRates, SimProfile, SimServer
 from tests.redis_server import RedisServer
 
 from .procs import Proc, gateway_config, start_gateway
@@ -80,7 +80,13 @@ async def start_all(
     return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(configs))))
 
 
-async def drive(addresses: Sequence[str], calls: int, *, fresh: bool = False) -> list[str]:
+async def drive(
+    addresses: Sequence[str],
+    calls: int,
+    *,
+    fresh: bool = False,
+    request: pb.CompleteRequest = SAY_HI,
+) -> list[str]:
     """`calls` concurrent Completes spread over the addresses; their status names."""
     channels = [grpc.aio.insecure_channel(a) for a in addresses]
 
@@ -88,7 +94,7 @@ async def drive(addresses: Sequence[str], calls: int, *, fresh: bool = False) ->
         channel = grpc.aio.insecure_channel(addresses[i % len(addresses)]) if fresh else None
         stub = pb_grpc.GatewayStub(channel or channels[i % len(channels)])
         try:
-            await stub.Complete(SAY_HI, timeout=40)
+            await stub.Complete(request, timeout=40)
             return "OK"
         except grpc.aio.AioRpcError as err:
             return f"{err.code().name}: {err.details()}"
@@ -238,3 +244,53 @@ async def test_redis_killed_and_restarted_mid_run(
         output = proc.output()
         assert len(UNREACHABLE.findall(output)) + output.count("Redis restarted") == 1, output
         assert "Redis answers again" in output, output
+
+
+async def test_a_429_at_one_replica_stops_the_others_sending_there(
+    redis_url: str, tmp_path: Path
+) -> None:
+    profiles = {
+        "ok": SimProfile(),
+        "limited": SimProfile(faults=FaultRates(rate_limit=1.0, retry_after_s=30.0)),
+    }
+    async with SimServer(profiles, default_profile="ok", rng=random.Random(3)) as sim:
+        cfg = gateway_config(
+            sim.base_url,
+            {"chat": ["ok", "limited"]},
+            router_settings={"num_retries": 1, "routing_strategy": "simple-shuffle"},
+            switchboard={"redis": {"url": redis_url, "timeout_seconds": 1.0}},
+            provider_path="fast-path",
+        )
+        started = await start_all([cfg] * 3, tmp_path)
+        procs = [proc for proc, _ in started]
+        first, *others = [address for _, address in started]
+        request = pb.CompleteRequest(
+            model="chat", messages=[pb.Message(role=pb.ROLE_USER, content="hi")], max_tokens=8
+        )
+        try:
+            async with grpc.aio.insecure_channel(first) as channel:
+                stub = pb_grpc.GatewayStub(channel)
+                for _ in range(40):  # shuffled: the limited one is drawn soon enough
+                    await stub.Complete(request, timeout=20)  # served by `ok` all the same
+                    if sim.stats.faults["rate_limit"]:
+                        break
+            assert sim.stats.faults["rate_limit"] == 1
+
+            async def cooling(address: str) -> bool:
+                async with grpc.aio.insecure_channel(address) as channel:
+                    listing = await pb_grpc.GatewayStub(channel).ListModels(
+                        pb.ListModelsRequest(), timeout=10
+                    )
+                (group,) = listing.groups
+                states = {d.id: d.state for d in group.deployments}
+                return states["chat-limited"] == pb.DEPLOYMENT_STATE_COOLING_DOWN
+
+            for address in others:
+                await until(lambda address=address: cooling(address))
+            # The others send nothing to the limited deployment while it cools.
+            codes = await drive(others, 30, request=request)
+            assert codes == ["OK"] * 30, codes
+            assert sim.stats.faults["rate_limit"] == 1
+        finally:
+            for proc in procs:
+                assert proc.terminate() == 0, proc.output()

@@ -7,7 +7,7 @@ from switchboard.routing.least_busy import LeastBusy
 from switchboard.routing.load import InFlight
 from switchboard.routing.plan import FallbackKind, Planner
 from switchboard.routing.round_robin import RoundRobin
-from switchboard.routing.router import Eligible, Router
+from switchboard.routing.router import Eligible, Router, RouterObserver
 from switchboard.routing.shuffle import SimpleShuffle
 from switchboard.routing.strategies import build_strategy, latency_tracker_from_args
 from switchboard.routing.strategy import CallKind, Decision, Strategy
@@ -29,6 +29,7 @@ __all__ = [
     "Planner",
     "RoundRobin",
     "Router",
+    "RouterObserver",
     "SimpleShuffle",
     "Strategy",
     "UsageBased",

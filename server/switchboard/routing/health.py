@@ -11,11 +11,16 @@ under light load before it is trusted with full load.
 A group's only deployment is not cooled down by failure counting (LiteLLM
 does the same): with nowhere else to go, cooling it would only turn
 transient errors into certain ones. A provider's explicit pause still holds.
+
+Replicas sharing Redis (`switchboard.replicas`) hand each other the
+cooldowns they begin; `cool` applies one for the time it has left, as a
+cooldown and not as failures, so it is not passed on again.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -97,6 +102,15 @@ class DeploymentHealth:
     def pause(self, deployment_id: str, seconds: float) -> float:
         """Take a deployment out for `seconds`: its provider said it has nothing left."""
         return self._cool(self._record(deployment_id), self._clock() + seconds, quota=True)
+
+    def cool(self, deployment_id: str, seconds: float, *, quota: bool) -> float:
+        """A cooldown another replica began: applied as is, with no failure counted.
+
+        A longer one already running is kept. Returns the cooldown's end.
+        """
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"seconds must be positive and finite, not {seconds!r}")
+        return self._cool(self._record(deployment_id), self._clock() + seconds, quota=quota)
 
     def _cool(self, record: _Record, until: float, *, quota: bool) -> float:
         if record.cooling_until is None or until > record.cooling_until:

@@ -72,29 +72,50 @@ class LatencyTracker:
         # count from the newest sample, so it changes only when a sample arrives.
         self._means: dict[tuple[str, CallKind], float] = {}
 
+    @property
+    def window(self) -> int:
+        return self._window
+
+    @property
+    def stale_after_s(self) -> float:
+        return self._stale_after_s
+
     def record(
         self,
         deployment_id: str,
         kind: CallKind,
         seconds: float,
         output_tokens: int | None = None,
-    ) -> None:
-        """Keep one successful call's latency.
+        *,
+        age_s: float = 0.0,
+    ) -> bool:
+        """Keep one successful call's latency; False when the sample was dropped.
 
         With `per_output_token`, a COMPLETE sample without a token count is
         dropped: seconds and seconds-per-token cannot share one mean.
+        `age_s`: how long ago the call ended, for a sample measured by another
+        replica (it takes its place among the samples by that time).
         """
         value = seconds
         if self._per_output_token and kind is CallKind.COMPLETE:
             if output_tokens is None:
-                return
+                return False
             value = seconds / max(output_tokens, 1)
         key = (deployment_id, kind)
         samples = self._samples.get(key)
         if samples is None:
             samples = self._samples[key] = deque(maxlen=self._window)
-        samples.append((self._clock(), value))
+        at = self._clock() - age_s
+        if not samples or at >= samples[-1][0]:
+            samples.append((at, value))
+        else:
+            # Older than the newest: into its place. A full window then drops
+            # its oldest, which may be this sample.
+            ordered = sorted([*samples, (at, value)], key=lambda sample: sample[0])
+            samples.clear()
+            samples.extend(ordered)
         self._means[key] = self._mean(samples)
+        return True
 
     def estimate(self, deployment_id: str, kind: CallKind) -> float | None:
         """Decay-weighted mean of the kept samples; None when absent or stale."""

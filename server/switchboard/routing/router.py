@@ -4,12 +4,18 @@ The gateway asks `eligible` for a group's candidates (minus deployments
 already tried, cooling down, turned away by their ramp, or too small for
 the prompt), lets the strategy choose among them, and reports back how each
 attempt went so cooldowns, latency estimates and load stay current.
+
+An optional `RouterObserver` hears of the cooldowns this router begins and
+the latency samples it keeps, so replicas can share them
+(`switchboard.replicas`). What other replicas report goes into the
+health and the tracker directly, never through here, so nothing echoes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from switchboard.config import Deployment
 from switchboard.routing.health import DeploymentHealth, HealthState, HealthView
@@ -29,6 +35,20 @@ class Eligible:
     too_small: tuple[Deployment, ...]
 
 
+class RouterObserver(Protocol):
+    """Told of this router's own events, after they are applied; must not raise or block."""
+
+    def cooled(self, deployment_id: str, until: float, quota: bool) -> None:
+        """A cooldown began (or was extended) until `until` on the router's clock."""
+        ...
+
+    def measured(
+        self, deployment_id: str, kind: CallKind, seconds: float, output_tokens: int | None
+    ) -> None:
+        """The latency tracker kept a sample."""
+        ...
+
+
 class Router:
     def __init__(
         self,
@@ -40,8 +60,10 @@ class Router:
         latency: LatencyTracker,
         pre_call_checks: bool = True,
         paused: Callable[[Deployment], float | None] | None = None,
+        observer: RouterObserver | None = None,
     ) -> None:
         """`paused`: when a deployment may be used again (its provider over budget), or None."""
+        self._observer = observer
         self._groups = groups
         self._paused = paused
         self._strategy = strategy
@@ -101,7 +123,7 @@ class Router:
     def succeeded(
         self, deployment: Deployment, kind: CallKind, seconds: float, output_tokens: int | None
     ) -> None:
-        self._latency.record(deployment.id, kind, seconds, output_tokens)
+        self._measured(deployment.id, kind, seconds, output_tokens)
 
     def failed(
         self,
@@ -113,15 +135,33 @@ class Router:
     ) -> float | None:
         """A retryable failure; a slow failure (timeout) also teaches the latency estimate."""
         if seconds is not None:
-            self._latency.record(deployment.id, kind, seconds, None)
+            self._measured(deployment.id, kind, seconds, None)
         sole = len(self._groups[deployment.model_group]) == 1
-        return self._health.record_failure(deployment.id, retry_after=retry_after, sole=sole)
+        until = self._health.record_failure(deployment.id, retry_after=retry_after, sole=sole)
+        if until is not None:
+            self._cooled(deployment.id, until)
+        return until
 
     def pause(self, deployment: Deployment, seconds: float) -> float:
-        return self._health.pause(deployment.id, seconds)
+        until = self._health.pause(deployment.id, seconds)
+        self._cooled(deployment.id, until)
+        return until
 
     def health(self, deployment: Deployment) -> HealthView:
         return self._health.view(deployment.id)
 
     def in_flight(self, deployment: Deployment) -> int:
         return self._load[deployment.id]
+
+    def _measured(
+        self, deployment_id: str, kind: CallKind, seconds: float, output_tokens: int | None
+    ) -> None:
+        kept = self._latency.record(deployment_id, kind, seconds, output_tokens)
+        if kept and self._observer is not None:
+            self._observer.measured(deployment_id, kind, seconds, output_tokens)
+
+    def _cooled(self, deployment_id: str, until: float) -> None:
+        if self._observer is not None:
+            # The running cooldown's kind: a longer one already running wins.
+            quota = self._health.view(deployment_id).quota
+            self._observer.cooled(deployment_id, until, quota)

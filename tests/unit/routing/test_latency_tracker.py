@@ -126,3 +126,40 @@ def test_per_output_token_drops_samples_without_a_count(clock: FakeClock) -> Non
 def test_rejects_settings_that_cannot_work(clock: FakeClock, field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         LatencyTracker(clock, **{field: value})  # type: ignore[arg-type]
+
+
+def test_record_says_whether_it_kept_the_sample(clock: FakeClock) -> None:
+    tracker = LatencyTracker(clock, per_output_token=True)
+    assert tracker.record("a", COMPLETE, 1.0, output_tokens=10)
+    assert not tracker.record("a", COMPLETE, 1.0)
+    assert tracker.record("a", STREAM, 1.0)
+
+
+def test_an_aged_sample_takes_its_place_in_time(clock: FakeClock) -> None:
+    tracker = LatencyTracker(clock, half_life_s=10.0)
+    tracker.record("a", COMPLETE, 3.0)
+    tracker.record("a", COMPLETE, 1.0, age_s=10.0)  # older than the one above
+    # As if recorded in order: the older sample weighs half.
+    assert tracker.estimate("a", COMPLETE) == pytest.approx((0.5 * 1.0 + 3.0) / 1.5)
+    assert tracker.last_seen("a", COMPLETE) == 1000.0
+
+
+def test_an_aged_sample_older_than_a_full_window_is_dropped(clock: FakeClock) -> None:
+    tracker = LatencyTracker(clock, window=2)
+    tracker.record("a", COMPLETE, 1.0)
+    tracker.record("a", COMPLETE, 1.0)
+    tracker.record("a", COMPLETE, 100.0, age_s=5.0)
+    assert tracker.estimate("a", COMPLETE) == 1.0
+
+
+def test_an_aged_sample_ages_into_staleness(clock: FakeClock) -> None:
+    tracker = LatencyTracker(clock, stale_after_s=60.0)
+    tracker.record("a", COMPLETE, 1.0, age_s=59.0)
+    assert tracker.estimate("a", COMPLETE) == 1.0
+    clock.advance(1.5)
+    assert tracker.estimate("a", COMPLETE) is None
+
+
+def test_the_window_and_staleness_are_visible(clock: FakeClock) -> None:
+    tracker = LatencyTracker(clock, window=7, stale_after_s=30.0)
+    assert (tracker.window, tracker.stale_after_s) == (7, 30.0)
