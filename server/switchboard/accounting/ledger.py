@@ -39,6 +39,7 @@ from switchboard.accounting.redis_sync import UNAVAILABLE, RedisSync
 from switchboard.accounting.snapshot import Snapshot, WindowSpend, build
 from switchboard.accounting.tally import Entity, Tally, apply, usd
 from switchboard.accounting.windows import BudgetWindow
+from switchboard.tasks import stop_task
 
 log = logging.getLogger("switchboard.accounting")
 
@@ -144,13 +145,7 @@ class Ledger:
         """Stops the background flushes, then flushes once more."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            await stop_task(task)
         await self.flush()
         if self._owned is not None:
             await self._owned.aclose()

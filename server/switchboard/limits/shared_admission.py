@@ -61,6 +61,7 @@ from switchboard.limits.shared import (
     SharedTicket,
     cancel_requested,
 )
+from switchboard.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +235,7 @@ class SharedAdmission(Admission):
         """Sends what is pending once (best effort) and stops the background work."""
         tasks = [*self._tasks, *([self._probe] if self._probe is not None else [])]
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks.clear()
         self._probe = None
         with contextlib.suppress(SharedLimiterUnavailable):

@@ -71,6 +71,7 @@ from switchboard.replicas.store import KEEP_LONGER, Layout, parse_catch_up, queu
 from switchboard.routing.health import DeploymentHealth
 from switchboard.routing.latency import LatencyTracker
 from switchboard.routing.strategy import CallKind
+from switchboard.tasks import stop_task
 
 log = logging.getLogger("switchboard.replicas")
 
@@ -86,7 +87,6 @@ MAX_REPLICA_ID_CHARS = events.MAX_SENDER_CHARS - 9
 MAX_SENDERS = 1024
 # Streams outlive their newest sample's staleness by this much.
 _EXPIRY_MARGIN_MS = 1_000
-_STOP_POLL_S = 0.05
 
 Sleep = Callable[[float], Awaitable[None]]
 # deployment id, kind, seconds, output tokens, when (on `clock`)
@@ -212,7 +212,7 @@ class ReplicaSync:
         """Stops the background work, publishes what is pending (best effort), unsubscribes."""
         tasks, self._tasks = self._tasks, ()
         for task in tasks:
-            await _stop(task)
+            await stop_task(task)
         await self.flush()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
@@ -541,17 +541,3 @@ class ReplicaSync:
 def _connection(pubsub: PubSub) -> Any:
     # redis-py declares it None: it is set once subscribed.
     return pubsub.connection
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancels `task` until it ends.
-
-    Once is not enough on Python 3.11: redis-py bounds each send with
-    `asyncio.wait_for`, which swallows a cancellation that arrives as the send
-    completes (CPython gh-86296, fixed in 3.12), and the task runs on.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait((task,), timeout=_STOP_POLL_S)
-    if not task.cancelled():
-        task.exception()  # retrieved: the loops end only by cancellation
