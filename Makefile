@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-validation bench-shared lock clean
+.PHONY: help setup run run-replicas test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-validation bench-shared lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ $(BUF): tools/package.json tools/package-lock.json
 
 run: setup ## serve configs/default.yaml on 127.0.0.1:50051 (built-in simulator, no keys)
 	$(VENV)/bin/switchboard serve --config $(CONFIG) --listen $(LISTEN)
+
+run-replicas: setup ## the default config on three replicas sharing one redis-server, all on free loopback ports
+	$(PY) tools/replicas.py --config $(CONFIG)
 
 test: setup test-rust test-python test-clients ## run every test: cargo test, pytest, then the three clients' suites
 

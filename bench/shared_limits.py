@@ -7,8 +7,9 @@ at zero delay, then, side by side in one run:
    limited caller key) answers `Complete` with limits in process and with
    limits shared through Redis; each call is timed alone (one at a time),
    then 64 at a time. The difference of the percentiles is the cost of the
-   Redis path: one EVALSHA naming both keys on the call's path (the
-   settlement goes later, batched).
+   Redis path: one EVALSHA naming both keys on the call's path (acquires
+   asked for in one turn of the event loop share a pipeline; settlements
+   go later, batched).
 2. **The local fast path.** Three shared admissions (three replicas) on one
    Redis offer 20x a deployment's rpm; the share of decisions made without a
    round trip (a remembered Redis denial, or this replica's own count) is
@@ -96,11 +97,15 @@ async def per_call(sim_url: str, redis_url: str | None, calls: int) -> dict[str,
         crowd: list[float] = []
         for _ in range(max(1, calls // 64)):
             crowd += await asyncio.gather(*(timed() for _ in range(64)))
-        stats = getattr(gateway.admission, "stats", None)
+        admission = gateway.admission
+        if not isinstance(admission, SharedAdmission):
+            return {"alone": percentiles(alone), "at_64": percentiles(crowd)}
         return {
             "alone": percentiles(alone),
             "at_64": percentiles(crowd),
-            "round_trips": stats.round_trips if stats is not None else 0,
+            "round_trips": admission.stats.round_trips,
+            # Acquires per pipeline: calls in one turn of the loop share a round trip.
+            "acquires_per_batch": admission.shared.batched / admission.shared.batches,
         }
     finally:
         await gateway.aclose()
@@ -206,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {mode:6} local, shared, local again: {cells}   "
             f"added: {add['p50_ms']:+.3f} / {add['p99_ms']:+.3f}"
         )
+    print(f"  acquires per Redis round trip: {result['shared']['acquires_per_batch']:.2f}")
     hits = result["fast_path"]
     print(
         f"fast path: {hits['offered']} offered to 3 replicas at 20x rpm, "

@@ -429,3 +429,35 @@ async def test_redis_hung_raises_unavailable_within_the_timeout(
             os.kill(server.popen.pid, signal.SIGCONT)
     finally:
         await client.aclose()
+
+
+# --- batching ----------------------------------------------------------------------
+
+
+async def test_concurrent_acquires_share_round_trips_and_decide_alike(
+    clients: Callable[[], redis.asyncio.Redis],
+) -> None:
+    shared = limiter(clients(), window=60.0)
+    shared.configure("d", rpm=12, tpm=None)
+    results = await asyncio.gather(*(shared.try_acquire(["d"], 1) for _ in range(20)))
+    assert sum(isinstance(r, SharedTicket) for r in results) == 12
+    assert all(denied(r).key == "d" for r in results if not isinstance(r, SharedTicket))
+    # Asked in one turn of the loop: one pipeline.
+    assert (shared.batches, shared.batched) == (1, 20)
+    assert await shared.headroom("d") == (0, None)
+
+
+async def test_an_admission_whose_caller_left_is_released(
+    clients: Callable[[], redis.asyncio.Redis],
+) -> None:
+    shared = limiter(clients(), window=60.0)
+    shared.configure("d", rpm=5, tpm=100)
+    kept = asyncio.create_task(shared.try_acquire(["d"], 10))
+    left = asyncio.create_task(shared.try_acquire(["d"], 10))
+    await asyncio.sleep(0)  # both asked in this turn; the batch goes at its end
+    left.cancel()
+    ticket(await kept)
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    await shared.aclose()
+    assert await shared.headroom("d") == (4, 90)

@@ -10,9 +10,11 @@ or down, release, once). What differs, and why:
   `TIME` itself and every replica's decisions land on one timeline. Time is
   counted in microseconds (TIME's resolution); the window is rounded *up* to
   one and the bucket width is `q = ceil(window / 1024)`.
-- **One round trip per call.** Each call is one EVALSHA of `shared.lua`,
-  naming every limited key at once, so the check-then-record of all of them is
-  atomic across replicas; the script is loaded on the first NOSCRIPT only.
+- **One round trip per call, shared when it can be.** Each call is one
+  EVALSHA of `shared.lua`, naming every limited key at once, so the
+  check-then-record of all of them is atomic across replicas; the script is
+  loaded on the first NOSCRIPT only. Acquires asked for in the same turn of
+  the event loop go out together in one pipeline.
 - **Limits travel with each call** (ARGV): `configure` is local and stores
   nothing in Redis, so replicas configured alike agree, and a key nobody
   configured is unlimited, costs no round trip and creates no state.
@@ -55,6 +57,7 @@ may or may not have run:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.resources
 import math
@@ -156,6 +159,11 @@ class SharedLimiter:
         # EVALSHA needs no SCRIPT LOAD until Redis says NOSCRIPT (a restart, SCRIPT FLUSH).
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
         self._common = (str(self._window_us), str(self._bucket_us), str(EXPIRY_MARGIN_MS))
+        # Acquires asked for in this turn of the event loop, sent together at its end.
+        self._batch: list[_Asked] = []
+        self._senders: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.batched = 0
 
     @property
     def window_us(self) -> int:
@@ -186,7 +194,7 @@ class SharedLimiter:
             limits = self._limits[key]
             args.append(str(-1 if limits.rpm is None else limits.rpm))
             args.append(str(-1 if limits.tpm is None else limits.tpm))
-        reply = await self._run(limited, args)
+        reply = await self._ask(limited, args)
         if reply[0] == 1:
             buckets = tuple(int(b) for b in reply[2:])
             return SharedTicket(tokens, tuple(limited), buckets, int(reply[1]), _owner=self)
@@ -206,6 +214,11 @@ class SharedLimiter:
     async def release(self, ticket: SharedTicket) -> None:
         """Refunds the reservation entirely: the request never ran."""
         await self._settle(ticket, -1, -ticket.tokens)
+
+    async def aclose(self) -> None:
+        """Waits for the acquires already sent (each bounded by the timeout)."""
+        if self._senders:
+            await asyncio.wait(set(self._senders))
 
     async def settle_all(self, settlements: Sequence[tuple[SharedTicket, int | None]]) -> None:
         """Settles many tickets in one round trip: (ticket, actual tokens), None to release.
@@ -355,6 +368,61 @@ class SharedLimiter:
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
 
+    async def _ask(self, keys: list[str], args: list[str]) -> list[Any]:
+        """One acquire, sent with every other acquire asked for in the same turn of the loop.
+
+        Concurrent calls then share one pipeline (one write, one read, one
+        connection) instead of each taking a connection; a call alone waits
+        for nothing but the end of its turn. A caller that leaves before the
+        reply does not cancel the send: an admission it no longer wants is
+        released by the sender.
+        """
+        asked = _Asked([self._prefix + key for key in keys], args)
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._send_batch)
+        self._batch.append(asked)
+        return await asked.reply
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.create_task(self._send(batch), name="shared-limiter-acquire")
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _send(self, batch: list[_Asked]) -> None:
+        self.batches += 1
+        self.batched += len(batch)
+        calls = [(asked.names, asked.args) for asked in batch]
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                replies = await self._pipeline(calls)
+                again = [i for i, r in enumerate(replies) if _noscript(r)]
+                if again:
+                    await self._redis.script_load(self._script)
+                    resent = await self._pipeline([calls[i] for i in again])
+                    for i, reply in zip(again, resent, strict=True):
+                        replies[i] = reply
+        except (*_UNAVAILABLE, asyncio.CancelledError) as exc:
+            error = SharedLimiterUnavailable(f"shared limiter: {type(exc).__name__}: {exc}")
+            for asked in batch:
+                if not asked.reply.done():
+                    asked.reply.set_exception(error)
+            return
+        orphans: list[tuple[list[str], list[str]]] = []
+        for asked, reply in zip(batch, replies, strict=True):
+            if asked.reply.cancelled():
+                if not isinstance(reply, Exception) and reply[0] == 1:
+                    orphans.append(_release_of(asked, reply))
+            elif isinstance(reply, Exception):
+                asked.reply.set_exception(SharedLimiterUnavailable(f"shared limiter: {reply}"))
+            else:
+                asked.reply.set_result(reply)
+        if orphans:
+            # Best effort: if this fails the admissions stay counted until they leave.
+            with contextlib.suppress(*_UNAVAILABLE, TimeoutError):
+                async with asyncio.timeout(self._timeout_s):
+                    await self._pipeline(orphans)
+
     async def _pipeline(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for names, args in calls:
@@ -365,6 +433,24 @@ class SharedLimiter:
     async def _evalsha(self, names: list[str], args: list[str]) -> list[Any]:
         reply: list[Any] = await self._redis.evalsha(self._sha, len(names), *names, *args)
         return reply
+
+
+@dataclass(eq=False)
+class _Asked:
+    """An acquire waiting for its batch's reply."""
+
+    names: list[str]
+    args: list[str]
+    reply: asyncio.Future[list[Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+def _release_of(asked: _Asked, reply: list[Any]) -> tuple[list[str], list[str]]:
+    """The settle call that refunds an admission nobody is left to hold."""
+    window, q, margin, tokens = asked.args[1:5]
+    buckets = [str(int(b)) for b in reply[2:]]
+    return asked.names, ["settle", window, q, margin, "-1", str(-int(tokens)), *buckets]
 
 
 def cancel_requested() -> bool:

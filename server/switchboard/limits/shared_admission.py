@@ -209,6 +209,10 @@ class SharedAdmission(Admission):
         return self._mode
 
     @property
+    def shared(self) -> SharedLimiter:
+        return self._shared
+
+    @property
     def local_share(self) -> float:
         return self._share
 
@@ -238,6 +242,7 @@ class SharedAdmission(Admission):
             await stop_task(task)
         self._tasks.clear()
         self._probe = None
+        await self._shared.aclose()
         with contextlib.suppress(SharedLimiterUnavailable):
             await self.flush()
 

@@ -189,3 +189,23 @@ def test_without_observe_no_group_is_known() -> None:
     (metric,) = [m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics]
     assert metric.data.data_points[0].attributes["switchboard.model_group"] == "unknown"
     telemetry.shutdown()
+
+
+def test_shared_limit_decisions_and_fallbacks_are_counted_by_who_decided() -> None:
+    telemetry = build_telemetry(
+        plan_export(TelemetrySettings(), {}), metric_readers=[reader := InMemoryMetricReader()]
+    )
+    recorder = Recorder(telemetry, clock=lambda: 0.0)
+    decisions = {"redis": 7, "remembered": 3, "local": 1, "outage": 2}
+    recorder.observe_sharing(lambda: decisions, lambda: 1)
+    data = reader.get_metrics_data()
+    assert data is not None
+    metrics = {m.name: m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics}
+    by = {
+        p.attributes["switchboard.ratelimit.decided_by"]: p.value
+        for p in metrics["switchboard.ratelimit.decisions"].data.data_points
+    }
+    assert by == decisions
+    (lost,) = metrics["switchboard.ratelimit.redis.fallbacks"].data.data_points
+    assert lost.value == 1
+    telemetry.shutdown()
