@@ -84,6 +84,7 @@ async def per_call(sim_url: str, redis_url: str | None, calls: int) -> dict[str,
         for _ in range(200):  # warm-up: connections, the script, caches
             await gateway.complete(request, deadline=None)
         alone = []
+        cpu_alone = time.process_time()
         for _ in range(calls):
             start = time.perf_counter()
             await gateway.complete(request, deadline=None)
@@ -94,15 +95,24 @@ async def per_call(sim_url: str, redis_url: str | None, calls: int) -> dict[str,
             await gateway.complete(request, deadline=None)
             return time.perf_counter() - start
 
+        cpu_alone = (time.process_time() - cpu_alone) / calls
         crowd: list[float] = []
+        cpu_crowd = time.process_time()
         for _ in range(max(1, calls // 64)):
             crowd += await asyncio.gather(*(timed() for _ in range(64)))
+        cpu_crowd = (time.process_time() - cpu_crowd) / len(crowd)
+        # This process's CPU per call (the gateway and the in-process simulator alike).
+        cpu = {"alone": cpu_alone * 1e6, "at_64": cpu_crowd * 1e6}
         admission = gateway.admission
-        if not isinstance(admission, SharedAdmission):
-            return {"alone": percentiles(alone), "at_64": percentiles(crowd)}
-        return {
+        result: dict[str, Any] = {
             "alone": percentiles(alone),
             "at_64": percentiles(crowd),
+            "cpu_us_per_call": cpu,
+        }
+        if not isinstance(admission, SharedAdmission):
+            return result
+        return {
+            **result,
             "round_trips": admission.stats.round_trips,
             # Acquires per pipeline: calls in one turn of the loop share a round trip.
             "acquires_per_batch": admission.shared.batched / admission.shared.batches,
@@ -183,7 +193,13 @@ async def run(calls: int) -> dict[str, Any]:
         }
         for mode in ("alone", "at_64")
     }
+    added_cpu = {
+        mode: shared["cpu_us_per_call"][mode]
+        - min(local["cpu_us_per_call"][mode], local_again["cpu_us_per_call"][mode])
+        for mode in ("alone", "at_64")
+    }
     return {
+        "added_cpu_us_per_call": added_cpu,
         "calls": calls,
         "local": local,
         "shared": shared,
@@ -211,6 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  {mode:6} local, shared, local again: {cells}   "
             f"added: {add['p50_ms']:+.3f} / {add['p99_ms']:+.3f}"
         )
+    cpu = result["added_cpu_us_per_call"]
+    print(
+        f"  CPU added per call (this process): alone {cpu['alone']:+.0f} us, "
+        f"at 64 {cpu['at_64']:+.0f} us"
+    )
     print(f"  acquires per Redis round trip: {result['shared']['acquires_per_batch']:.2f}")
     hits = result["fast_path"]
     print(

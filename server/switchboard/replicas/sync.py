@@ -265,8 +265,14 @@ class ReplicaSync:
                 events.encode_cooldown(self._replica_id, deployment_id, left, quota),
             )
             published += 1
-        samples = [Sample(d, kind, s, tokens, now - at) for d, kind, s, tokens, at in pending]
         window = self._latency.window
+        # A tracker keeps only its newest `window` samples per deployment and kind, so
+        # no more are sent per flush: the cost stays flat however busy the replica is.
+        newest: dict[tuple[str, CallKind], deque[_Pending]] = {}
+        for item in pending:
+            newest.setdefault((item[0], item[1]), deque(maxlen=window)).append(item)
+        pending = [item for kept in newest.values() for item in kept]
+        samples = [Sample(d, kind, s, tokens, now - at) for d, kind, s, tokens, at in pending]
         expire_ms = math.ceil(stale_after_s * 1000) + _EXPIRY_MARGIN_MS
         for batch in events.batches(samples):
             self._seq += 1
