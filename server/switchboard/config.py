@@ -256,6 +256,9 @@ class RawRouting(_Strict):
     max_cooldown_seconds: float = Field(default=300.0, gt=0, le=24 * 3600)
     # The longest gap between two chunks of a stream, once it started.
     stream_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Check answers against the request's response_format (JSON, JSON Schema); an
+    # answer that does not conform goes to the next deployment. Requests may override.
+    validate_json: bool = False
 
 
 # LiteLLM's budget_duration: a number and s, m, h, d, w or mo (litellm duration_parser).
@@ -504,6 +507,7 @@ class RoutingSettings:
     allow_fault_injection: bool = False
     max_cooldown_s: float = 300.0
     stream_idle_s: float = 60.0
+    validate_json: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1133,6 +1137,7 @@ def _build(
             allow_fault_injection=raw.switchboard.routing.allow_fault_injection,
             max_cooldown_s=raw.switchboard.routing.max_cooldown_seconds,
             stream_idle_s=raw.switchboard.routing.stream_idle_seconds,
+            validate_json=raw.switchboard.routing.validate_json,
         ),
         telemetry=_telemetry(raw.switchboard.telemetry, problems),
         providers=ProviderSettings(fast_path=raw.switchboard.providers.fast_path),

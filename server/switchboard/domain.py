@@ -59,6 +59,7 @@ class Outcome(enum.Enum):
     NOT_FOUND = "not_found"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    INVALID_OUTPUT = "invalid_output"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,37 @@ class AliasChoice:
     auto: AutoChoice | None = None
 
 
+class FormatKind(enum.Enum):
+    __hash__ = object.__hash__
+
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """The shape the answer must take; `schema` is a JSON Schema (JSON_SCHEMA only)."""
+
+    kind: FormatKind = FormatKind.TEXT
+    name: str = ""
+    schema: Mapping[str, Any] | None = None
+    strict: bool = False
+
+    @property
+    def wants_json(self) -> bool:
+        return self.kind is not FormatKind.TEXT
+
+    def openai(self) -> dict[str, Any]:
+        """As OpenAI's `response_format` (what litellm takes and translates)."""
+        if self.kind is FormatKind.JSON_SCHEMA:
+            spec: dict[str, Any] = {"name": self.name, "schema": dict(self.schema or {})}
+            if self.strict:
+                spec["strict"] = True
+            return {"type": "json_schema", "json_schema": spec}
+        return {"type": self.kind.value}
+
+
 @dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """A validated request for a model group or alias."""
@@ -182,6 +214,10 @@ class CompletionRequest:
     caller: Caller | None = None
     # Set once an alias was expanded: `model` then names the group it chose.
     alias: AliasChoice | None = None
+    # None: plain text.
+    response_format: ResponseFormat | None = None
+    # Check the answer against `response_format`; None: the server's setting.
+    validate_json: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +288,8 @@ class Attempt:
     outcome: Outcome
     latency_s: float
     error: str = ""
+    # What a failed attempt was billed for all the same (an answer refused as invalid).
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +335,8 @@ class StreamFinal:
     usage: Usage
     route: RouteFacts
     time_to_first_chunk_s: float
+    # Why the streamed answer is not the JSON asked for (validation on); empty when it is.
+    validation_error: str = ""
 
 
 StreamEvent = StreamDelta | StreamFinal

@@ -25,6 +25,7 @@ place; `api/` turns it into a gRPC status in one place.
         ├── UpstreamBadRequest        INVALID_ARGUMENT
         ├── ContextWindowExceeded     INVALID_ARGUMENT    (context-window fallbacks)
         ├── ContentPolicyViolation    FAILED_PRECONDITION (content-policy fallbacks)
+        ├── InvalidOutput             FAILED_PRECONDITION retryable (not the JSON asked for)
         ├── UpstreamAuthError         INTERNAL            next deployment (our key failed)
         ├── UpstreamNotFound          INTERNAL            next deployment (misconfigured model)
         └── UpstreamInternal          INTERNAL            retryable (unclassified provider failure)
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from switchboard.domain import Outcome
+from switchboard.domain import Outcome, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +332,25 @@ class ContentPolicyViolation(ProviderError):
     reason = "CONTENT_POLICY_VIOLATION"
     outcome = Outcome.CONTENT_POLICY
     log_level = logging.INFO
+
+
+class InvalidOutput(ProviderError):
+    """The answer is not the JSON, or not the schema, the caller asked for.
+
+    Another deployment may well answer properly, so the call moves on; when
+    none does the caller learns why the last answer was refused.
+    """
+
+    status = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "INVALID_OUTPUT"
+    retryable = True
+    outcome = Outcome.INVALID_OUTPUT
+    log_level = logging.INFO
+
+    def __init__(self, message: str, *, deployment: str, usage: Usage) -> None:
+        super().__init__(message, deployment=deployment)
+        # The provider bills the refused answer like any other.
+        self.usage = usage
 
 
 class UpstreamAuthError(ProviderError):

@@ -46,6 +46,7 @@ from switchboard.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     DeadlineExceeded,
+    InvalidOutput,
     ModelNotFound,
     NoDeploymentAvailable,
     ProviderError,
@@ -54,6 +55,7 @@ from switchboard.errors import (
     UpstreamUnavailable,
     failure_kind,
 )
+from switchboard.json_output import output_problem
 from switchboard.limits.admission import Admission, Refusal, Reservation, deployment_key
 from switchboard.limits.budgets import BudgetGuard, BudgetHold
 from switchboard.providers import Provider, ProviderStream
@@ -142,6 +144,8 @@ class _Progress:
     finish: FinishReason = FinishReason.STOP
     usage: Usage | None = None
     first_chunk_at: float | None = None
+    # The answer's text so far, kept only when it is to be checked at the end.
+    text: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -195,6 +199,7 @@ class Gateway:
         self._ledger = ledger
         self._budgets = budgets
         self._providers = {d.id: d.provider for d in settings.deployments}
+        self._deployments = {d.id: d for d in settings.deployments}
         # Per deployment, USD per input and per output token (prices never change).
         self._rates: dict[str, tuple[float, float]] = {}
 
@@ -275,6 +280,7 @@ class Gateway:
 
     async def complete(self, request: CompletionRequest, *, deadline: float | None) -> Completion:
         started = self._clock()
+        self._recorder.call_started(request)
         request = self._aliases.expand(request)
         log = _CallLog()
         try:
@@ -306,9 +312,18 @@ class Gateway:
         if lookup is not None and lookup.hit is not None:
             return cache.completion_of(lookup.hit)
         completion = await self._complete(request, deadline, log)
-        if lookup is not None:
+        if lookup is not None and self._storable(request, completion.response.message.content):
             await cache.store(request, lookup, cache.answer_of(completion))
         return completion
+
+    @staticmethod
+    def _storable(request: CompletionRequest, text: str) -> bool:
+        """A JSON answer is cached only if it is the JSON asked for, checked or not:
+        a caller that validates must never be served one that fails."""
+        rf = request.response_format
+        if rf is None or not rf.wants_json:
+            return True
+        return output_problem(text, rf) is None
 
     async def _complete(
         self, request: CompletionRequest, deadline: float | None, log: _CallLog
@@ -322,10 +337,14 @@ class Gateway:
                         response = await self._provider.complete(
                             attempt.deployment, request, timeout_s=attempt.timeout_s
                         )
+                        # A provider that reports no usage is charged the whole reservation;
+                        # an answer refused below was paid for all the same.
+                        attempt.commit(response.usage.total_tokens or attempt.reservation.tokens)
+                        self._check_output(
+                            request, attempt, response.message.content, response.usage
+                        )
                         attempt.span.succeeded(response)
                         attempt.span_ended()
-                        # A provider that reports no usage is charged the whole reservation.
-                        attempt.commit(response.usage.total_tokens or attempt.reservation.tokens)
                 except ProviderError as err:
                     self._failed(err, attempt, call)
                     continue
@@ -350,6 +369,7 @@ class Gateway:
         delivered.
         """
         started = self._clock()
+        self._recorder.call_started(request)
         request = self._aliases.expand(request)
         log = _CallLog()
         events = self._cached_stream(request, deadline, log)
@@ -403,7 +423,9 @@ class Gateway:
             async for event in events:
                 if isinstance(event, StreamFinal):
                     if lookup is not None:
-                        await cache.store(request, lookup, recorder.answer(event, self._wall()))
+                        answer = recorder.answer(event, self._wall())
+                        if self._storable(request, "".join(answer.pieces)):
+                            await cache.store(request, lookup, answer)
                 elif lookup is not None:
                     recorder.add(event)
                 yield event
@@ -420,7 +442,7 @@ class Gateway:
         async with contextlib.aclosing(self._attempts(request, call, deadline)) as attempts:
             async for attempt in attempts:
                 deployment = attempt.deployment
-                progress = _Progress()
+                progress = _Progress(text=[] if self._validates(request) else None)
                 try:
                     async with attempt:
                         self._inject_fault(request, attempt, call)
@@ -461,9 +483,14 @@ class Gateway:
                             deployment, retry_after=self._cooldown(err), kind=CallKind.STREAM
                         )
                     raise
+                problem = None
+                if progress.text is not None:
+                    assert request.response_format is not None
+                    problem = output_problem("".join(progress.text), request.response_format)
+                outcome = Outcome.SUCCESS if problem is None else Outcome.INVALID_OUTPUT
                 call.attempts.append(
                     self._attempt(
-                        deployment, attempt.model_group, Outcome.SUCCESS, attempt.elapsed()
+                        deployment, attempt.model_group, outcome, attempt.elapsed(), problem or ""
                     )
                 )
                 yield StreamFinal(
@@ -473,6 +500,8 @@ class Gateway:
                     usage=usage,
                     route=self._facts(attempt, call, usage),
                     time_to_first_chunk_s=(progress.first_chunk_at or self._clock()) - started,
+                    # A stream cannot fall back once it started: the final event says so.
+                    validation_error=problem or "",
                 )
                 return
         raise AssertionError("the attempts end by raising")  # pragma: no cover
@@ -530,6 +559,8 @@ class Gateway:
                     progress.first_chunk_at = self._clock()
                 attempt.delivered += chunk.pieces
                 attempt.span.add_output(chunk.content)
+                if progress.text is not None:
+                    progress.text.append(chunk.content)
                 yield StreamDelta(content=chunk.content, tool_calls=chunk.tool_calls)
             try:
                 async with asyncio.timeout(idle_s):
@@ -599,17 +630,27 @@ class Gateway:
                     cost_usd=cost,
                 )
             )
-        for attempt in log.attempts:
-            answered = route is not None and attempt.outcome is Outcome.SUCCESS
+        paid_usd = 0.0
+        for i, attempt in enumerate(log.attempts):
+            # The answering attempt is the last; an earlier one may have been billed too.
+            answered = route is not None and i == len(log.attempts) - 1
+            billed = usage if answered else attempt.usage or Usage()
+            if answered and route is not None:
+                cost = route.cost_usd
+            elif attempt.usage is not None:
+                cost = self._provider.price(self._deployments[attempt.deployment], billed)
+                paid_usd += cost
+            else:
+                cost = 0.0
             attempts.append(
                 AttemptRecord(
                     deployment=attempt.deployment,
                     provider=self._providers.get(attempt.deployment, ""),
                     outcome=attempt.outcome.value,
                     latency_s=attempt.latency_s,
-                    input_tokens=usage.input_tokens if answered else 0,
-                    output_tokens=usage.output_tokens if answered else 0,
-                    cost_usd=route.cost_usd if route is not None and answered else 0.0,
+                    input_tokens=billed.input_tokens,
+                    output_tokens=billed.output_tokens,
+                    cost_usd=cost,
                 )
             )
         cache = route.cache if route is not None else None
@@ -623,7 +664,11 @@ class Gateway:
                 attempts=tuple(attempts),
                 input_tokens=usage.input_tokens if cache is None else 0,
                 output_tokens=usage.output_tokens if cache is None else 0,
-                cost_usd=route.cost_usd if route is not None else sum(a.cost_usd for a in attempts),
+                cost_usd=(
+                    route.cost_usd + paid_usd
+                    if route is not None
+                    else sum(a.cost_usd for a in attempts)
+                ),
                 saved_usd=cache.cost_saved_usd if cache is not None else 0.0,
                 cache_hit=cache is not None,
             )
@@ -820,8 +865,9 @@ class Gateway:
         deployment = attempt.deployment
         elapsed = attempt.elapsed()
         err.deployment = err.deployment or deployment.id
+        paid = err.usage if isinstance(err, InvalidOutput) else None
         call.attempts.append(
-            self._attempt(deployment, attempt.model_group, err.outcome, elapsed, error=err.message)
+            self._attempt(deployment, attempt.model_group, err.outcome, elapsed, err.message, paid)
         )
         call.failures.append(err)
         if isinstance(err, ContextWindowExceeded):
@@ -833,12 +879,34 @@ class Gateway:
         if not err.retryable:
             raise err
         call.failed_at[attempt.model_group] = self._clock()
+        if isinstance(err, InvalidOutput):
+            return  # the deployment answered; what it said was wrong: no cooldown
         self._router.failed(
             deployment,
             retry_after=self._cooldown(err),
             seconds=elapsed if isinstance(err, UpstreamTimeout) else None,
             kind=call.kind,
         )
+
+    def _validates(self, request: CompletionRequest) -> bool:
+        """Whether this call's answer is checked against its response_format."""
+        if request.response_format is None or not request.response_format.wants_json:
+            return False
+        if request.validate_json is not None:
+            return request.validate_json
+        return self._settings.routing.validate_json
+
+    def _check_output(
+        self, request: CompletionRequest, attempt: AttemptScope, text: str, usage: Usage
+    ) -> None:
+        """Raise InvalidOutput when the answer is not the JSON asked for (validation on)."""
+        if not self._validates(request):
+            return
+        assert request.response_format is not None
+        problem = output_problem(text, request.response_format)
+        if problem is not None:
+            deployment = attempt.deployment.id
+            raise InvalidOutput(f"{deployment}: {problem}", deployment=deployment, usage=usage)
 
     def _cooldown(self, err: ProviderError) -> float | None:
         """The pause a provider asked for, capped: its headers are not ours to trust."""
@@ -891,6 +959,9 @@ class Gateway:
                 wait_s=first.retry_after,
             )
         if state.failures:
+            if all(isinstance(f, InvalidOutput) for f in state.failures):
+                # Every deployment answered, none as asked: say why the last was refused.
+                return state.failures[-1]
             return NoDeploymentAvailable(state.group, state.failures)
         if blocked.cooling_until:
             return AllCoolingDown(
@@ -934,7 +1005,12 @@ class Gateway:
 
     @staticmethod
     def _attempt(
-        deployment: Deployment, group: str, outcome: Outcome, latency_s: float, error: str = ""
+        deployment: Deployment,
+        group: str,
+        outcome: Outcome,
+        latency_s: float,
+        error: str = "",
+        usage: Usage | None = None,
     ) -> Attempt:
         return Attempt(
             deployment=deployment.id,
@@ -942,6 +1018,7 @@ class Gateway:
             outcome=outcome,
             latency_s=latency_s,
             error=error,
+            usage=usage,
         )
 
     def _facts(self, attempt: AttemptScope, call: _Call, usage: Usage) -> RouteFacts:

@@ -274,3 +274,17 @@ async def test_a_trace_continues_from_the_callers_traceparent(rig: Rig) -> None:
     assert format(server.parent.span_id, "016x") == PARENT_ID
     assert server.parent.is_remote
     assert all(format(s.context.trace_id, "032x") == TRACE_ID for s in spans)
+
+
+async def test_request_metadata_and_output_type_are_on_the_server_span(rig: Rig) -> None:
+    request = _request()
+    request.metadata["experiment"] = "b"
+    request.metadata["ticket"] = "SUP-42"
+    await rig.stub.Complete(request, timeout=30)
+    server = _one(await rig.finished(), SpanKind.SERVER)
+    call = _attrs(server)
+    assert call["switchboard.metadata.experiment"] == "b"
+    assert call["switchboard.metadata.ticket"] == "SUP-42"
+    assert call["gen_ai.output.type"] == "text"
+    # The prompt is not among them.
+    assert not any("Say hi" in str(v) for v in call.values())

@@ -158,3 +158,64 @@ def test_deployment_counts_are_clamped_to_their_fields(
     tokens = message.tokens_remaining if message.HasField("tokens_remaining") else None
     assert (requests, tokens, message.in_flight, message.traffic_share) == expected
     message.SerializeToString()
+
+
+def _schema(value: dict[str, object]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(value)
+    return struct
+
+
+def test_a_json_schema_response_format_converts() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    request = _request(
+        response_format=pb.ResponseFormat(
+            type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name="count", schema=_schema(schema)
+        ),
+        validate_json=True,
+    )
+    domain = convert.request_from_proto(request)
+    assert domain.response_format is not None
+    assert domain.response_format.openai() == {
+        "type": "json_schema",
+        "json_schema": {"name": "count", "schema": schema},
+    }
+    assert domain.validate_json is True
+    plain = convert.request_from_proto(_request())
+    assert plain.response_format is None
+    assert plain.validate_json is None
+    text = _request(response_format=pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_TEXT))
+    assert convert.request_from_proto(text).response_format is None
+    json_mode = _request(
+        response_format=pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT)
+    )
+    converted = convert.request_from_proto(json_mode).response_format
+    assert converted is not None
+    assert converted.openai() == {"type": "json_object"}
+
+
+@pytest.mark.parametrize(
+    ("response_format", "field"),
+    [
+        (
+            pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name="x"),
+            "response_format.schema",
+        ),
+        (
+            pb.ResponseFormat(
+                type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name="no spaces", schema=_schema({})
+            ),
+            "response_format.name",
+        ),
+        (
+            pb.ResponseFormat(
+                type=pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name="x", schema=_schema({"type": 3})
+            ),
+            "response_format.schema",
+        ),
+        (pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_TEXT, strict=True), "response_format"),
+        (pb.ResponseFormat(type=42), "response_format.type"),
+    ],
+)
+def test_a_bad_response_format_is_named(response_format: pb.ResponseFormat, field: str) -> None:
+    assert _fields(_request(response_format=response_format)) == {field}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 
@@ -13,13 +14,15 @@ from switchboard.config import Deployment, Settings, parse_settings
 from switchboard.domain import (
     Caller,
     CompletionRequest,
+    FormatKind,
     Message,
+    ResponseFormat,
     Role,
     Sampling,
     StreamFinal,
     Usage,
 )
-from switchboard.errors import AllCoolingDown, BudgetExceeded
+from switchboard.errors import AllCoolingDown, BudgetExceeded, InvalidOutput
 from switchboard.gateway import Gateway
 from switchboard.providers.base import configured_price
 from tests.unit.fakes import FakeClock, ScriptedProvider
@@ -336,3 +339,28 @@ async def test_a_stream_closed_after_its_final_event_is_counted_once(
     assert bob is not None
     assert (bob.requests, bob.errors) == (1, {})
     assert bob.spend_usd == pytest.approx(seen[-1].route.cost_usd)  # type: ignore[union-attr]
+
+
+async def test_an_answer_refused_as_invalid_json_is_still_paid_for(
+    clock: FakeClock, wall: FakeClock
+) -> None:
+    gateway, provider = _gateway(_settings(), clock, wall)
+    request = CompletionRequest(
+        model="mini",
+        messages=(Message(Role.USER, "as JSON please"),),
+        caller=BOB,
+        response_format=ResponseFormat(FormatKind.JSON_OBJECT),
+        validate_json=True,
+    )
+    with pytest.raises(InvalidOutput) as caught:
+        await gateway.complete(request, deadline=None)  # the script answers plain text
+    assert caught.value.usage == provider.usage
+    ledger = gateway.ledger
+    assert ledger is not None
+    bob = (await ledger.snapshot(Period.DAY)).get(Dimension.KEY, "bob")
+    assert bob.errors == {"invalid_output": 1}
+    assert bob.spend_usd == pytest.approx(100 * IN_PRICE + 40 * OUT_PRICE)
+    # Unchecked, the same answer is returned (and priced once).
+    unchecked = dataclasses.replace(request, validate_json=False)
+    completion = await gateway.complete(unchecked, deadline=None)
+    assert completion.response.message.content == "hello from mini-a"

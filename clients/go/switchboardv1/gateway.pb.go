@@ -156,6 +156,8 @@ const (
 	AttemptOutcome_ATTEMPT_OUTCOME_NOT_FOUND               AttemptOutcome = 9
 	AttemptOutcome_ATTEMPT_OUTCOME_CANCELLED               AttemptOutcome = 10
 	AttemptOutcome_ATTEMPT_OUTCOME_INTERNAL                AttemptOutcome = 11
+	// The answer did not conform to the requested JSON or JSON Schema.
+	AttemptOutcome_ATTEMPT_OUTCOME_INVALID_OUTPUT AttemptOutcome = 12
 )
 
 // Enum value maps for AttemptOutcome.
@@ -173,6 +175,7 @@ var (
 		9:  "ATTEMPT_OUTCOME_NOT_FOUND",
 		10: "ATTEMPT_OUTCOME_CANCELLED",
 		11: "ATTEMPT_OUTCOME_INTERNAL",
+		12: "ATTEMPT_OUTCOME_INVALID_OUTPUT",
 	}
 	AttemptOutcome_value = map[string]int32{
 		"ATTEMPT_OUTCOME_UNSPECIFIED":             0,
@@ -187,6 +190,7 @@ var (
 		"ATTEMPT_OUTCOME_NOT_FOUND":               9,
 		"ATTEMPT_OUTCOME_CANCELLED":               10,
 		"ATTEMPT_OUTCOME_INTERNAL":                11,
+		"ATTEMPT_OUTCOME_INVALID_OUTPUT":          12,
 	}
 )
 
@@ -269,6 +273,59 @@ func (CacheKind) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{3}
 }
 
+// What form the answer takes.
+type ResponseFormatType int32
+
+const (
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED ResponseFormatType = 0
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_TEXT        ResponseFormatType = 1
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_OBJECT ResponseFormatType = 2
+	ResponseFormatType_RESPONSE_FORMAT_TYPE_JSON_SCHEMA ResponseFormatType = 3
+)
+
+// Enum value maps for ResponseFormatType.
+var (
+	ResponseFormatType_name = map[int32]string{
+		0: "RESPONSE_FORMAT_TYPE_UNSPECIFIED",
+		1: "RESPONSE_FORMAT_TYPE_TEXT",
+		2: "RESPONSE_FORMAT_TYPE_JSON_OBJECT",
+		3: "RESPONSE_FORMAT_TYPE_JSON_SCHEMA",
+	}
+	ResponseFormatType_value = map[string]int32{
+		"RESPONSE_FORMAT_TYPE_UNSPECIFIED": 0,
+		"RESPONSE_FORMAT_TYPE_TEXT":        1,
+		"RESPONSE_FORMAT_TYPE_JSON_OBJECT": 2,
+		"RESPONSE_FORMAT_TYPE_JSON_SCHEMA": 3,
+	}
+)
+
+func (x ResponseFormatType) Enum() *ResponseFormatType {
+	p := new(ResponseFormatType)
+	*p = x
+	return p
+}
+
+func (x ResponseFormatType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResponseFormatType) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_v1_gateway_proto_enumTypes[4].Descriptor()
+}
+
+func (ResponseFormatType) Type() protoreflect.EnumType {
+	return &file_switchboard_v1_gateway_proto_enumTypes[4]
+}
+
+func (x ResponseFormatType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResponseFormatType.Descriptor instead.
+func (ResponseFormatType) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
+}
+
 // Health of a deployment as routing sees it.
 type DeploymentState int32
 
@@ -306,11 +363,11 @@ func (x DeploymentState) String() string {
 }
 
 func (DeploymentState) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_v1_gateway_proto_enumTypes[4].Descriptor()
+	return file_switchboard_v1_gateway_proto_enumTypes[5].Descriptor()
 }
 
 func (DeploymentState) Type() protoreflect.EnumType {
-	return &file_switchboard_v1_gateway_proto_enumTypes[4]
+	return &file_switchboard_v1_gateway_proto_enumTypes[5]
 }
 
 func (x DeploymentState) Number() protoreflect.EnumNumber {
@@ -319,7 +376,7 @@ func (x DeploymentState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DeploymentState.Descriptor instead.
 func (DeploymentState) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 // A period of GetStats: the current UTC hour, day or month, or all time.
@@ -362,11 +419,11 @@ func (x StatsPeriod) String() string {
 }
 
 func (StatsPeriod) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_v1_gateway_proto_enumTypes[5].Descriptor()
+	return file_switchboard_v1_gateway_proto_enumTypes[6].Descriptor()
 }
 
 func (StatsPeriod) Type() protoreflect.EnumType {
-	return &file_switchboard_v1_gateway_proto_enumTypes[5]
+	return &file_switchboard_v1_gateway_proto_enumTypes[6]
 }
 
 func (x StatsPeriod) Number() protoreflect.EnumNumber {
@@ -375,7 +432,7 @@ func (x StatsPeriod) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StatsPeriod.Descriptor instead.
 func (StatsPeriod) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 // A tool call the assistant made.
@@ -777,7 +834,14 @@ type CompleteRequest struct {
 	ToolChoice string        `protobuf:"bytes,11,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
 	Cache      *CacheControl `protobuf:"bytes,12,opt,name=cache,proto3" json:"cache,omitempty"`
 	// Tags recorded in traces (never sent to the provider).
-	Metadata      map[string]string `protobuf:"bytes,13,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metadata map[string]string `protobuf:"bytes,13,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The shape of the answer: text (the default), any JSON object, or JSON that
+	// conforms to a schema.
+	ResponseFormat *ResponseFormat `protobuf:"bytes,14,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	// Check the answer against `response_format` (parse it; validate it against the
+	// schema); unset: the server's `switchboard.routing.validate_json`. An answer that
+	// does not conform goes to the next deployment, like a failure.
+	ValidateJson  *bool `protobuf:"varint,15,opt,name=validate_json,json=validateJson,proto3,oneof" json:"validate_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -903,6 +967,92 @@ func (x *CompleteRequest) GetMetadata() map[string]string {
 	return nil
 }
 
+func (x *CompleteRequest) GetResponseFormat() *ResponseFormat {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+func (x *CompleteRequest) GetValidateJson() bool {
+	if x != nil && x.ValidateJson != nil {
+		return *x.ValidateJson
+	}
+	return false
+}
+
+// Structured output. Unspecified or TEXT: plain text. JSON_OBJECT: a JSON object.
+// JSON_SCHEMA: JSON conforming to `schema` (a JSON Schema), named `name`.
+type ResponseFormat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  ResponseFormatType     `protobuf:"varint,1,opt,name=type,proto3,enum=switchboard.v1.ResponseFormatType" json:"type,omitempty"`
+	// 1-64 letters, digits, `_` or `-`; required with JSON_SCHEMA.
+	Name   string           `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Schema *structpb.Struct `protobuf:"bytes,3,opt,name=schema,proto3" json:"schema,omitempty"`
+	// Ask the provider to enforce the schema strictly where it can.
+	Strict        bool `protobuf:"varint,4,opt,name=strict,proto3" json:"strict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseFormat) Reset() {
+	*x = ResponseFormat{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseFormat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseFormat) ProtoMessage() {}
+
+func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
+func (*ResponseFormat) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResponseFormat) GetType() ResponseFormatType {
+	if x != nil {
+		return x.Type
+	}
+	return ResponseFormatType_RESPONSE_FORMAT_TYPE_UNSPECIFIED
+}
+
+func (x *ResponseFormat) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetSchema() *structpb.Struct {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+func (x *ResponseFormat) GetStrict() bool {
+	if x != nil {
+		return x.Strict
+	}
+	return false
+}
+
 // Token counts of one call.
 type Usage struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -916,7 +1066,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1078,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1091,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Usage) GetInputTokens() uint32 {
@@ -987,7 +1137,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1149,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1162,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Attempt) GetDeployment() string {
@@ -1077,7 +1227,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1239,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1252,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CompleteResponse) GetId() string {
@@ -1217,7 +1367,7 @@ type RoutingDecision struct {
 
 func (x *RoutingDecision) Reset() {
 	*x = RoutingDecision{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1379,7 @@ func (x *RoutingDecision) String() string {
 func (*RoutingDecision) ProtoMessage() {}
 
 func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1392,7 @@ func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingDecision.ProtoReflect.Descriptor instead.
 func (*RoutingDecision) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RoutingDecision) GetStrategy() string {
@@ -1304,7 +1454,7 @@ type AutoDecision struct {
 
 func (x *AutoDecision) Reset() {
 	*x = AutoDecision{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1466,7 @@ func (x *AutoDecision) String() string {
 func (*AutoDecision) ProtoMessage() {}
 
 func (x *AutoDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1479,7 @@ func (x *AutoDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoDecision.ProtoReflect.Descriptor instead.
 func (*AutoDecision) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AutoDecision) GetTier() string {
@@ -1373,7 +1523,7 @@ type ToolCallDelta struct {
 
 func (x *ToolCallDelta) Reset() {
 	*x = ToolCallDelta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1535,7 @@ func (x *ToolCallDelta) String() string {
 func (*ToolCallDelta) ProtoMessage() {}
 
 func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1548,7 @@ func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
 func (*ToolCallDelta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ToolCallDelta) GetIndex() uint32 {
@@ -1440,7 +1590,7 @@ type Delta struct {
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1452,7 +1602,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1465,7 +1615,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Delta) GetContent() string {
@@ -1499,14 +1649,17 @@ type Final struct {
 	TimeToFirstChunk *durationpb.Duration `protobuf:"bytes,11,opt,name=time_to_first_chunk,json=timeToFirstChunk,proto3" json:"time_to_first_chunk,omitempty"`
 	Routing          *RoutingDecision     `protobuf:"bytes,12,opt,name=routing,proto3" json:"routing,omitempty"`
 	// Set on a cache hit (`cache_hit` true).
-	Cache         *CacheHit `protobuf:"bytes,13,opt,name=cache,proto3" json:"cache,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cache *CacheHit `protobuf:"bytes,13,opt,name=cache,proto3" json:"cache,omitempty"`
+	// Set when the streamed answer did not conform to the requested JSON or schema
+	// (with validation on): a stream cannot fall back once it has started.
+	ValidationError string `protobuf:"bytes,14,opt,name=validation_error,json=validationError,proto3" json:"validation_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1671,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1684,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Final) GetId() string {
@@ -1625,6 +1778,13 @@ func (x *Final) GetCache() *CacheHit {
 	return nil
 }
 
+func (x *Final) GetValidationError() string {
+	if x != nil {
+		return x.ValidationError
+	}
+	return ""
+}
+
 // One event of StreamComplete.
 type StreamCompleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1639,7 +1799,7 @@ type StreamCompleteResponse struct {
 
 func (x *StreamCompleteResponse) Reset() {
 	*x = StreamCompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1811,7 @@ func (x *StreamCompleteResponse) String() string {
 func (*StreamCompleteResponse) ProtoMessage() {}
 
 func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1824,7 @@ func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCompleteResponse.ProtoReflect.Descriptor instead.
 func (*StreamCompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StreamCompleteResponse) GetEvent() isStreamCompleteResponse_Event {
@@ -1716,7 +1876,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1728,7 +1888,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1741,7 +1901,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
 }
 
 // One provider deployment of a model group.
@@ -1771,7 +1931,7 @@ type Deployment struct {
 
 func (x *Deployment) Reset() {
 	*x = Deployment{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1943,7 @@ func (x *Deployment) String() string {
 func (*Deployment) ProtoMessage() {}
 
 func (x *Deployment) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1956,7 @@ func (x *Deployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
 func (*Deployment) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Deployment) GetId() string {
@@ -1894,7 +2054,7 @@ type Price struct {
 
 func (x *Price) Reset() {
 	*x = Price{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +2066,7 @@ func (x *Price) String() string {
 func (*Price) ProtoMessage() {}
 
 func (x *Price) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2079,7 @@ func (x *Price) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Price.ProtoReflect.Descriptor instead.
 func (*Price) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Price) GetInputPer_1KUsd() float64 {
@@ -1952,7 +2112,7 @@ type SamplingDefaults struct {
 
 func (x *SamplingDefaults) Reset() {
 	*x = SamplingDefaults{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2124,7 @@ func (x *SamplingDefaults) String() string {
 func (*SamplingDefaults) ProtoMessage() {}
 
 func (x *SamplingDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2137,7 @@ func (x *SamplingDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingDefaults.ProtoReflect.Descriptor instead.
 func (*SamplingDefaults) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SamplingDefaults) GetMaxTokens() uint32 {
@@ -2042,7 +2202,7 @@ type AutoRoute struct {
 
 func (x *AutoRoute) Reset() {
 	*x = AutoRoute{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2214,7 @@ func (x *AutoRoute) String() string {
 func (*AutoRoute) ProtoMessage() {}
 
 func (x *AutoRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2227,7 @@ func (x *AutoRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoRoute.ProtoReflect.Descriptor instead.
 func (*AutoRoute) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AutoRoute) GetSimpleTarget() string {
@@ -2104,7 +2264,7 @@ type ModelGroup struct {
 
 func (x *ModelGroup) Reset() {
 	*x = ModelGroup{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2276,7 @@ func (x *ModelGroup) String() string {
 func (*ModelGroup) ProtoMessage() {}
 
 func (x *ModelGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2289,7 @@ func (x *ModelGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelGroup.ProtoReflect.Descriptor instead.
 func (*ModelGroup) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelGroup) GetName() string {
@@ -2172,7 +2332,7 @@ type Alias struct {
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2344,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2357,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Alias) GetName() string {
@@ -2258,7 +2418,7 @@ type CacheStats struct {
 
 func (x *CacheStats) Reset() {
 	*x = CacheStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2430,7 @@ func (x *CacheStats) String() string {
 func (*CacheStats) ProtoMessage() {}
 
 func (x *CacheStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2443,7 @@ func (x *CacheStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheStats.ProtoReflect.Descriptor instead.
 func (*CacheStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{22}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CacheStats) GetName() string {
@@ -2326,7 +2486,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2498,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2511,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{23}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListModelsResponse) GetGroups() []*ModelGroup {
@@ -2387,7 +2547,7 @@ type InvalidateCacheRequest struct {
 
 func (x *InvalidateCacheRequest) Reset() {
 	*x = InvalidateCacheRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2559,7 @@ func (x *InvalidateCacheRequest) String() string {
 func (*InvalidateCacheRequest) ProtoMessage() {}
 
 func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2572,7 @@ func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheRequest.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{24}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InvalidateCacheRequest) GetNamespace() string {
@@ -2439,7 +2599,7 @@ type InvalidateCacheResponse struct {
 
 func (x *InvalidateCacheResponse) Reset() {
 	*x = InvalidateCacheResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2611,7 @@ func (x *InvalidateCacheResponse) String() string {
 func (*InvalidateCacheResponse) ProtoMessage() {}
 
 func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2624,7 @@ func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{25}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InvalidateCacheResponse) GetRemoved() uint64 {
@@ -2484,7 +2644,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2656,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2669,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{26}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetStatsRequest) GetPeriod() StatsPeriod {
@@ -2542,7 +2702,7 @@ type CallStats struct {
 
 func (x *CallStats) Reset() {
 	*x = CallStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2714,7 @@ func (x *CallStats) String() string {
 func (*CallStats) ProtoMessage() {}
 
 func (x *CallStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2727,7 @@ func (x *CallStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallStats.ProtoReflect.Descriptor instead.
 func (*CallStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{27}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CallStats) GetRequests() uint64 {
@@ -2655,7 +2815,7 @@ type BudgetStatus struct {
 
 func (x *BudgetStatus) Reset() {
 	*x = BudgetStatus{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2827,7 @@ func (x *BudgetStatus) String() string {
 func (*BudgetStatus) ProtoMessage() {}
 
 func (x *BudgetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2840,7 @@ func (x *BudgetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetStatus.ProtoReflect.Descriptor instead.
 func (*BudgetStatus) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{28}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BudgetStatus) GetMaxBudgetUsd() float64 {
@@ -2728,7 +2888,7 @@ type GroupStats struct {
 
 func (x *GroupStats) Reset() {
 	*x = GroupStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2900,7 @@ func (x *GroupStats) String() string {
 func (*GroupStats) ProtoMessage() {}
 
 func (x *GroupStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2913,7 @@ func (x *GroupStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStats.ProtoReflect.Descriptor instead.
 func (*GroupStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{29}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GroupStats) GetName() string {
@@ -2790,7 +2950,7 @@ type DeploymentStats struct {
 
 func (x *DeploymentStats) Reset() {
 	*x = DeploymentStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2802,7 +2962,7 @@ func (x *DeploymentStats) String() string {
 func (*DeploymentStats) ProtoMessage() {}
 
 func (x *DeploymentStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2815,7 +2975,7 @@ func (x *DeploymentStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentStats.ProtoReflect.Descriptor instead.
 func (*DeploymentStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{30}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeploymentStats) GetId() string {
@@ -2901,7 +3061,7 @@ type SpenderStats struct {
 
 func (x *SpenderStats) Reset() {
 	*x = SpenderStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3073,7 @@ func (x *SpenderStats) String() string {
 func (*SpenderStats) ProtoMessage() {}
 
 func (x *SpenderStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3086,7 @@ func (x *SpenderStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpenderStats.ProtoReflect.Descriptor instead.
 func (*SpenderStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{31}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SpenderStats) GetName() string {
@@ -2962,7 +3122,7 @@ type ProviderStats struct {
 
 func (x *ProviderStats) Reset() {
 	*x = ProviderStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3134,7 @@ func (x *ProviderStats) String() string {
 func (*ProviderStats) ProtoMessage() {}
 
 func (x *ProviderStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3147,7 @@ func (x *ProviderStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderStats.ProtoReflect.Descriptor instead.
 func (*ProviderStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{32}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ProviderStats) GetName() string {
@@ -3029,7 +3189,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3201,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3214,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{33}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetStatsResponse) GetPeriod() StatsPeriod {
@@ -3154,7 +3314,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"similarity\x18\x02 \x01(\x01R\n" +
 	"similarity\x12$\n" +
 	"\x0ecost_saved_usd\x18\x03 \x01(\x01R\fcostSavedUsd\x124\n" +
-	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xb6\x05\n" +
+	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xbb\x06\n" +
 	"\x0fCompleteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.switchboard.v1.MessageR\bmessages\x12\"\n" +
@@ -3171,7 +3331,9 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\vtool_choice\x18\v \x01(\tR\n" +
 	"toolChoice\x122\n" +
 	"\x05cache\x18\f \x01(\v2\x1c.switchboard.v1.CacheControlR\x05cache\x12I\n" +
-	"\bmetadata\x18\r \x03(\v2-.switchboard.v1.CompleteRequest.MetadataEntryR\bmetadata\x1a;\n" +
+	"\bmetadata\x18\r \x03(\v2-.switchboard.v1.CompleteRequest.MetadataEntryR\bmetadata\x12G\n" +
+	"\x0fresponse_format\x18\x0e \x01(\v2\x1e.switchboard.v1.ResponseFormatR\x0eresponseFormat\x12(\n" +
+	"\rvalidate_json\x18\x0f \x01(\bH\x06R\fvalidateJson\x88\x01\x01\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
@@ -3180,7 +3342,13 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x06_top_pB\a\n" +
 	"\x05_seedB\x13\n" +
 	"\x11_presence_penaltyB\x14\n" +
-	"\x12_frequency_penalty\"\xa2\x01\n" +
+	"\x12_frequency_penaltyB\x10\n" +
+	"\x0e_validate_json\"\xa5\x01\n" +
+	"\x0eResponseFormat\x126\n" +
+	"\x04type\x18\x01 \x01(\x0e2\".switchboard.v1.ResponseFormatTypeR\x04type\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
+	"\x06schema\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06schema\x12\x16\n" +
+	"\x06strict\x18\x04 \x01(\bR\x06strict\"\xa2\x01\n" +
 	"\x05Usage\x12!\n" +
 	"\finput_tokens\x18\x01 \x01(\rR\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x02 \x01(\rR\foutputTokens\x12!\n" +
@@ -3237,7 +3405,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x05Delta\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\tR\acontent\x12<\n" +
 	"\n" +
-	"tool_calls\x18\x02 \x03(\v2\x1d.switchboard.v1.ToolCallDeltaR\ttoolCalls\"\xa7\x04\n" +
+	"tool_calls\x18\x02 \x03(\v2\x1d.switchboard.v1.ToolCallDeltaR\ttoolCalls\"\xd2\x04\n" +
 	"\x05Final\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1e\n" +
@@ -3255,7 +3423,8 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"modelGroup\x12H\n" +
 	"\x13time_to_first_chunk\x18\v \x01(\v2\x19.google.protobuf.DurationR\x10timeToFirstChunk\x129\n" +
 	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\x12.\n" +
-	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\"\x7f\n" +
+	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\x12)\n" +
+	"\x10validation_error\x18\x0e \x01(\tR\x0fvalidationError\"\x7f\n" +
 	"\x16StreamCompleteResponse\x12-\n" +
 	"\x05delta\x18\x01 \x01(\v2\x15.switchboard.v1.DeltaH\x00R\x05delta\x12-\n" +
 	"\x05final\x18\x02 \x01(\v2\x15.switchboard.v1.FinalH\x00R\x05finalB\a\n" +
@@ -3410,7 +3579,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
 	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1c\n" +
 	"\x18FINISH_REASON_TOOL_CALLS\x10\x03\x12 \n" +
-	"\x1cFINISH_REASON_CONTENT_FILTER\x10\x04*\xa0\x03\n" +
+	"\x1cFINISH_REASON_CONTENT_FILTER\x10\x04*\xc4\x03\n" +
 	"\x0eAttemptOutcome\x12\x1f\n" +
 	"\x1bATTEMPT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ATTEMPT_OUTCOME_SUCCESS\x10\x01\x12 \n" +
@@ -3424,11 +3593,17 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x19ATTEMPT_OUTCOME_NOT_FOUND\x10\t\x12\x1d\n" +
 	"\x19ATTEMPT_OUTCOME_CANCELLED\x10\n" +
 	"\x12\x1c\n" +
-	"\x18ATTEMPT_OUTCOME_INTERNAL\x10\v*V\n" +
+	"\x18ATTEMPT_OUTCOME_INTERNAL\x10\v\x12\"\n" +
+	"\x1eATTEMPT_OUTCOME_INVALID_OUTPUT\x10\f*V\n" +
 	"\tCacheKind\x12\x1a\n" +
 	"\x16CACHE_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10CACHE_KIND_EXACT\x10\x01\x12\x17\n" +
-	"\x13CACHE_KIND_SEMANTIC\x10\x02*\x92\x01\n" +
+	"\x13CACHE_KIND_SEMANTIC\x10\x02*\xa5\x01\n" +
+	"\x12ResponseFormatType\x12$\n" +
+	" RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n" +
+	" RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n" +
+	" RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*\x92\x01\n" +
 	"\x0fDeploymentState\x12 \n" +
 	"\x1cDEPLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18DEPLOYMENT_STATE_HEALTHY\x10\x01\x12!\n" +
@@ -3460,129 +3635,134 @@ func file_switchboard_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_switchboard_v1_gateway_proto_rawDescData
 }
 
-var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_switchboard_v1_gateway_proto_goTypes = []any{
 	(Role)(0),                       // 0: switchboard.v1.Role
 	(FinishReason)(0),               // 1: switchboard.v1.FinishReason
 	(AttemptOutcome)(0),             // 2: switchboard.v1.AttemptOutcome
 	(CacheKind)(0),                  // 3: switchboard.v1.CacheKind
-	(DeploymentState)(0),            // 4: switchboard.v1.DeploymentState
-	(StatsPeriod)(0),                // 5: switchboard.v1.StatsPeriod
-	(*ToolCall)(nil),                // 6: switchboard.v1.ToolCall
-	(*Message)(nil),                 // 7: switchboard.v1.Message
-	(*Tool)(nil),                    // 8: switchboard.v1.Tool
-	(*CacheControl)(nil),            // 9: switchboard.v1.CacheControl
-	(*CacheHit)(nil),                // 10: switchboard.v1.CacheHit
-	(*CompleteRequest)(nil),         // 11: switchboard.v1.CompleteRequest
-	(*Usage)(nil),                   // 12: switchboard.v1.Usage
-	(*Attempt)(nil),                 // 13: switchboard.v1.Attempt
-	(*CompleteResponse)(nil),        // 14: switchboard.v1.CompleteResponse
-	(*RoutingDecision)(nil),         // 15: switchboard.v1.RoutingDecision
-	(*AutoDecision)(nil),            // 16: switchboard.v1.AutoDecision
-	(*ToolCallDelta)(nil),           // 17: switchboard.v1.ToolCallDelta
-	(*Delta)(nil),                   // 18: switchboard.v1.Delta
-	(*Final)(nil),                   // 19: switchboard.v1.Final
-	(*StreamCompleteResponse)(nil),  // 20: switchboard.v1.StreamCompleteResponse
-	(*ListModelsRequest)(nil),       // 21: switchboard.v1.ListModelsRequest
-	(*Deployment)(nil),              // 22: switchboard.v1.Deployment
-	(*Price)(nil),                   // 23: switchboard.v1.Price
-	(*SamplingDefaults)(nil),        // 24: switchboard.v1.SamplingDefaults
-	(*AutoRoute)(nil),               // 25: switchboard.v1.AutoRoute
-	(*ModelGroup)(nil),              // 26: switchboard.v1.ModelGroup
-	(*Alias)(nil),                   // 27: switchboard.v1.Alias
-	(*CacheStats)(nil),              // 28: switchboard.v1.CacheStats
-	(*ListModelsResponse)(nil),      // 29: switchboard.v1.ListModelsResponse
-	(*InvalidateCacheRequest)(nil),  // 30: switchboard.v1.InvalidateCacheRequest
-	(*InvalidateCacheResponse)(nil), // 31: switchboard.v1.InvalidateCacheResponse
-	(*GetStatsRequest)(nil),         // 32: switchboard.v1.GetStatsRequest
-	(*CallStats)(nil),               // 33: switchboard.v1.CallStats
-	(*BudgetStatus)(nil),            // 34: switchboard.v1.BudgetStatus
-	(*GroupStats)(nil),              // 35: switchboard.v1.GroupStats
-	(*DeploymentStats)(nil),         // 36: switchboard.v1.DeploymentStats
-	(*SpenderStats)(nil),            // 37: switchboard.v1.SpenderStats
-	(*ProviderStats)(nil),           // 38: switchboard.v1.ProviderStats
-	(*GetStatsResponse)(nil),        // 39: switchboard.v1.GetStatsResponse
-	nil,                             // 40: switchboard.v1.CompleteRequest.MetadataEntry
-	nil,                             // 41: switchboard.v1.CallStats.ErrorsEntry
-	(*structpb.Struct)(nil),         // 42: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 43: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 44: google.protobuf.Duration
+	(ResponseFormatType)(0),         // 4: switchboard.v1.ResponseFormatType
+	(DeploymentState)(0),            // 5: switchboard.v1.DeploymentState
+	(StatsPeriod)(0),                // 6: switchboard.v1.StatsPeriod
+	(*ToolCall)(nil),                // 7: switchboard.v1.ToolCall
+	(*Message)(nil),                 // 8: switchboard.v1.Message
+	(*Tool)(nil),                    // 9: switchboard.v1.Tool
+	(*CacheControl)(nil),            // 10: switchboard.v1.CacheControl
+	(*CacheHit)(nil),                // 11: switchboard.v1.CacheHit
+	(*CompleteRequest)(nil),         // 12: switchboard.v1.CompleteRequest
+	(*ResponseFormat)(nil),          // 13: switchboard.v1.ResponseFormat
+	(*Usage)(nil),                   // 14: switchboard.v1.Usage
+	(*Attempt)(nil),                 // 15: switchboard.v1.Attempt
+	(*CompleteResponse)(nil),        // 16: switchboard.v1.CompleteResponse
+	(*RoutingDecision)(nil),         // 17: switchboard.v1.RoutingDecision
+	(*AutoDecision)(nil),            // 18: switchboard.v1.AutoDecision
+	(*ToolCallDelta)(nil),           // 19: switchboard.v1.ToolCallDelta
+	(*Delta)(nil),                   // 20: switchboard.v1.Delta
+	(*Final)(nil),                   // 21: switchboard.v1.Final
+	(*StreamCompleteResponse)(nil),  // 22: switchboard.v1.StreamCompleteResponse
+	(*ListModelsRequest)(nil),       // 23: switchboard.v1.ListModelsRequest
+	(*Deployment)(nil),              // 24: switchboard.v1.Deployment
+	(*Price)(nil),                   // 25: switchboard.v1.Price
+	(*SamplingDefaults)(nil),        // 26: switchboard.v1.SamplingDefaults
+	(*AutoRoute)(nil),               // 27: switchboard.v1.AutoRoute
+	(*ModelGroup)(nil),              // 28: switchboard.v1.ModelGroup
+	(*Alias)(nil),                   // 29: switchboard.v1.Alias
+	(*CacheStats)(nil),              // 30: switchboard.v1.CacheStats
+	(*ListModelsResponse)(nil),      // 31: switchboard.v1.ListModelsResponse
+	(*InvalidateCacheRequest)(nil),  // 32: switchboard.v1.InvalidateCacheRequest
+	(*InvalidateCacheResponse)(nil), // 33: switchboard.v1.InvalidateCacheResponse
+	(*GetStatsRequest)(nil),         // 34: switchboard.v1.GetStatsRequest
+	(*CallStats)(nil),               // 35: switchboard.v1.CallStats
+	(*BudgetStatus)(nil),            // 36: switchboard.v1.BudgetStatus
+	(*GroupStats)(nil),              // 37: switchboard.v1.GroupStats
+	(*DeploymentStats)(nil),         // 38: switchboard.v1.DeploymentStats
+	(*SpenderStats)(nil),            // 39: switchboard.v1.SpenderStats
+	(*ProviderStats)(nil),           // 40: switchboard.v1.ProviderStats
+	(*GetStatsResponse)(nil),        // 41: switchboard.v1.GetStatsResponse
+	nil,                             // 42: switchboard.v1.CompleteRequest.MetadataEntry
+	nil,                             // 43: switchboard.v1.CallStats.ErrorsEntry
+	(*structpb.Struct)(nil),         // 44: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 46: google.protobuf.Duration
 }
 var file_switchboard_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: switchboard.v1.Message.role:type_name -> switchboard.v1.Role
-	6,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
-	42, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	7,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
+	44, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
 	3,  // 3: switchboard.v1.CacheHit.kind:type_name -> switchboard.v1.CacheKind
-	43, // 4: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
-	7,  // 5: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
-	8,  // 6: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
-	9,  // 7: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
-	40, // 8: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
-	2,  // 9: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
-	44, // 10: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	7,  // 11: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
-	1,  // 12: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
-	12, // 13: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
-	13, // 14: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
-	15, // 15: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
-	10, // 16: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
-	44, // 17: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
-	16, // 18: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
-	17, // 19: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
-	1,  // 20: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
-	12, // 21: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
-	13, // 22: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
-	44, // 23: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
-	15, // 24: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
-	10, // 25: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
-	18, // 26: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
-	19, // 27: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
-	4,  // 28: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
-	43, // 29: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
-	23, // 30: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
-	22, // 31: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
-	24, // 32: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
-	23, // 33: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
-	23, // 34: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
-	25, // 35: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
-	26, // 36: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
-	27, // 37: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
-	28, // 38: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
-	5,  // 39: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
-	41, // 40: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
-	44, // 41: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
-	44, // 42: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
-	43, // 43: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
-	33, // 44: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
-	33, // 45: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
-	4,  // 46: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
-	43, // 47: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
-	33, // 48: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
-	34, // 49: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
-	34, // 50: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
-	5,  // 51: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
-	43, // 52: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
-	35, // 53: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
-	36, // 54: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
-	37, // 55: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
-	37, // 56: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
-	38, // 57: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
-	11, // 58: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
-	11, // 59: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
-	21, // 60: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	30, // 61: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
-	32, // 62: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
-	14, // 63: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
-	20, // 64: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
-	29, // 65: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	31, // 66: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
-	39, // 67: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
-	63, // [63:68] is the sub-list for method output_type
-	58, // [58:63] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	45, // 4: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
+	8,  // 5: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
+	9,  // 6: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
+	10, // 7: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
+	42, // 8: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
+	13, // 9: switchboard.v1.CompleteRequest.response_format:type_name -> switchboard.v1.ResponseFormat
+	4,  // 10: switchboard.v1.ResponseFormat.type:type_name -> switchboard.v1.ResponseFormatType
+	44, // 11: switchboard.v1.ResponseFormat.schema:type_name -> google.protobuf.Struct
+	2,  // 12: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
+	46, // 13: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	8,  // 14: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
+	1,  // 15: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
+	14, // 16: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
+	15, // 17: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
+	17, // 18: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
+	11, // 19: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
+	46, // 20: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
+	18, // 21: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
+	19, // 22: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
+	1,  // 23: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
+	14, // 24: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
+	15, // 25: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
+	46, // 26: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
+	17, // 27: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
+	11, // 28: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
+	20, // 29: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
+	21, // 30: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
+	5,  // 31: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
+	45, // 32: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
+	25, // 33: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
+	24, // 34: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
+	26, // 35: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
+	25, // 36: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
+	25, // 37: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
+	27, // 38: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
+	28, // 39: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
+	29, // 40: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
+	30, // 41: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
+	6,  // 42: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
+	43, // 43: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
+	46, // 44: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
+	46, // 45: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
+	45, // 46: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
+	35, // 47: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
+	35, // 48: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
+	5,  // 49: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
+	45, // 50: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
+	35, // 51: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
+	36, // 52: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	36, // 53: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	6,  // 54: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
+	45, // 55: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
+	37, // 56: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
+	38, // 57: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
+	39, // 58: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
+	39, // 59: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
+	40, // 60: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
+	12, // 61: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
+	12, // 62: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
+	23, // 63: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	32, // 64: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
+	34, // 65: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
+	16, // 66: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
+	22, // 67: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
+	31, // 68: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	33, // 69: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
+	41, // 70: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
+	66, // [66:71] is the sub-list for method output_type
+	61, // [61:66] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_gateway_proto_init() }
@@ -3592,21 +3772,21 @@ func file_switchboard_v1_gateway_proto_init() {
 	}
 	file_switchboard_v1_gateway_proto_msgTypes[3].OneofWrappers = []any{}
 	file_switchboard_v1_gateway_proto_msgTypes[5].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[14].OneofWrappers = []any{
+	file_switchboard_v1_gateway_proto_msgTypes[15].OneofWrappers = []any{
 		(*StreamCompleteResponse_Delta)(nil),
 		(*StreamCompleteResponse_Final)(nil),
 	}
-	file_switchboard_v1_gateway_proto_msgTypes[16].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[18].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[22].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[30].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[17].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[19].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[23].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_gateway_proto_rawDesc), len(file_switchboard_v1_gateway_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   36,
+			NumEnums:      7,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -368,3 +368,21 @@ def test_metadata_carries_the_key_and_the_active_span() -> None:
         f"{context.trace_id:032x}",
         f"{context.span_id:016x}",
     ]
+
+
+def test_response_format_is_taken_in_openai_s_shape() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    spec = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}}
+    request = build_request("chat", [], {"response_format": spec, "validate_json": True})
+    assert request.response_format.type == pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    assert request.response_format.name == "n"
+    assert request.response_format.strict
+    assert json_format.MessageToDict(request.response_format.schema) == schema
+    assert request.validate_json
+    plain = build_request("chat", [], {"response_format": {"type": "json_object"}})
+    assert plain.response_format.type == pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT
+    assert not plain.HasField("validate_json")
+    with pytest.raises(TypeError, match="response_format"):
+        build_request("chat", [], {"response_format": {"type": "yaml"}})
+    with pytest.raises(TypeError, match="json_schema needs"):
+        build_request("chat", [], {"response_format": {"type": "json_schema"}})

@@ -44,8 +44,10 @@ from switchboard.domain import (
     Completion,
     CompletionRequest,
     FinishReason,
+    FormatKind,
     Message,
     Outcome,
+    ResponseFormat,
     Role,
     RouteFacts,
     Sampling,
@@ -58,6 +60,7 @@ from switchboard.domain import (
 )
 from switchboard.errors import FieldViolation, InvalidRequest
 from switchboard.gateway import DeploymentStatus
+from switchboard.json_output import schema_problem
 from switchboard.limits.budgets import BudgetLine
 from switchboard.routing import HealthState
 
@@ -126,6 +129,7 @@ _OUTCOMES = {
     Outcome.NOT_FOUND: pb.ATTEMPT_OUTCOME_NOT_FOUND,
     Outcome.CANCELLED: pb.ATTEMPT_OUTCOME_CANCELLED,
     Outcome.INTERNAL: pb.ATTEMPT_OUTCOME_INTERNAL,
+    Outcome.INVALID_OUTPUT: pb.ATTEMPT_OUTCOME_INVALID_OUTPUT,
 }
 
 
@@ -248,6 +252,7 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
     else:  # last, and only within the prompt limit: its cost grows with the text
         _arguments(messages, bad)
 
+    response_format = _response_format(msg, bad, budget)
     cache = _cache_control(msg.cache, bad)
     metadata = dict(msg.metadata)
     for key, value in metadata.items():
@@ -270,10 +275,56 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         cache=cache,
         metadata=metadata,
         caller=caller,
+        response_format=response_format,
+        validate_json=msg.validate_json if msg.HasField("validate_json") else None,
     )
 
 
 _Bad = Callable[[str, str], None]
+
+_FORMAT_KINDS = {
+    pb.RESPONSE_FORMAT_TYPE_UNSPECIFIED: FormatKind.TEXT,
+    pb.RESPONSE_FORMAT_TYPE_TEXT: FormatKind.TEXT,
+    pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT: FormatKind.JSON_OBJECT,
+    pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: FormatKind.JSON_SCHEMA,
+}
+
+
+def _response_format(
+    msg: pb.CompleteRequest, bad: _Violations, budget: _SchemaBudget
+) -> ResponseFormat | None:
+    """The requested answer shape; None for plain text. A schema shares the tools' budget."""
+    if not msg.HasField("response_format"):
+        return None
+    rf = msg.response_format
+    kind = _FORMAT_KINDS.get(rf.type)
+    if kind is None:
+        bad("response_format.type", f"unknown type {rf.type}")
+        return None
+    if kind is not FormatKind.JSON_SCHEMA:
+        if rf.name or rf.HasField("schema") or rf.strict:
+            bad("response_format", "name, schema and strict are for JSON_SCHEMA only")
+        return None if kind is FormatKind.TEXT else ResponseFormat(kind)
+    name = rf.name
+    if not TOOL_NAME.match(name):
+        bad("response_format.name", "must be 1-64 letters, digits, _ or -")
+    if not rf.HasField("schema"):
+        bad("response_format.schema", "required with JSON_SCHEMA")
+        return None
+    if budget.left < 0 or bad.skip():
+        return None
+    try:
+        schema = _struct(rf.schema, budget)
+    except _NotFinite:
+        bad("response_format.schema", "numbers must be finite")
+        return None
+    except _SchemaTooLarge:
+        bad("response_format.schema", f"more than {MAX_SCHEMA_VALUES} JSON values in schemas")
+        return None
+    problem = schema_problem(schema)
+    if problem is not None:
+        bad("response_format.schema", problem)
+    return ResponseFormat(kind, name=name, schema=schema, strict=rf.strict)
 
 
 def _cache_control(msg: pb.CacheControl, bad: _Bad) -> CacheControl:
@@ -820,6 +871,7 @@ def stream_final(final: StreamFinal) -> pb.StreamCompleteResponse:
         model=final.model,
         finish_reason=_FINISH[final.finish_reason],
         usage=_usage(final.usage),
+        validation_error=final.validation_error,
         **_route_fields(final.route),  # type: ignore[arg-type]
     )
     event.time_to_first_chunk.FromNanoseconds(round(final.time_to_first_chunk_s * 1e9))

@@ -44,6 +44,9 @@ class CacheKeys:
             [_tool(t) for t in request.tools],
             request.tool_choice,
         ]
+        if request.response_format is not None:
+            # A JSON answer is another answer (absent: the keys stored before it existed).
+            self._head.append(request.response_format.openai())
         # The exact key (hex SHA-256), unique to scope, namespace and request.
         self.exact = _digest([*self._head, [_message(m) for m in request.messages]])
         last = request.messages[-1] if request.messages else None

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 
 def request_fields(request: CompletionRequest) -> dict[str, Any]:
-    """`messages`, the sampling fields the caller set, `tools` and `tool_choice`."""
+    """`messages`, the sampling fields the caller set, `tools`, `tool_choice` and
+    `response_format`."""
     fields: dict[str, Any] = {"messages": [message_dict(m) for m in request.messages]}
     fields.update(sampling_fields(request.sampling))
     if request.tools:
@@ -66,6 +67,10 @@ def request_fields(request: CompletionRequest) -> dict[str, Any]:
         ]
         if request.tool_choice:
             fields["tool_choice"] = tool_choice(request.tool_choice)
+    if request.response_format is not None:
+        # OpenAI's shape: sent as is on the fast path; litellm translates it for the rest
+        # (for Anthropic, a tool whose input schema is the answer's).
+        fields["response_format"] = request.response_format.openai()
     return fields
 
 

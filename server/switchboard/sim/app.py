@@ -27,7 +27,7 @@ from aiohttp.typedefs import Handler
 from . import replies, wire
 from .budget import TokenBudget
 from .chat import ChatRequest, ToolChoiceMode
-from .content import Completion, ToolCallPlan, plan_completion, plan_tool_call
+from .content import Completion, ToolCallPlan, plan_completion, plan_json, plan_tool_call
 from .faults import FaultKind
 from .profiles import SimProfile, resolve_profile_name
 from .request import InvalidRequest, parse_chat_request
@@ -239,6 +239,9 @@ class SimApp:
         tool = chat.forced_tool() if chat.tool_choice is not ToolChoiceMode.NONE else None
         if tool is not None:
             tool_call = plan_tool_call(tool, content_rng, wire.random_id("call_", content_rng, 24))
+        elif chat.response_format != "text":
+            broken = settings.rng.random() < profile.broken_json_rate
+            completion = plan_json(content_rng, chat.response_schema, broken=broken)
         else:
             length = content_rng.randint(profile.min_output_tokens, profile.max_output_tokens)
             max_tokens = chat.max_tokens

@@ -61,6 +61,9 @@ class ChatRequest:
     tool_choice_name: str | None = None
     stream: bool = False
     include_usage: bool = False
+    # "text", "json_object" or "json_schema" (with `response_schema`).
+    response_format: str = "text"
+    response_schema: Mapping[str, object] | None = None
 
     def forced_tool(self) -> ToolSpec | None:
         """The tool the simulator must call, when the request leaves it no choice.

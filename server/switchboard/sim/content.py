@@ -209,6 +209,28 @@ def plan_completion(
     return Completion(pieces=tuple(pieces), finish_reason=finish_reason)
 
 
+# Characters per streamed piece of a JSON answer: about a token each.
+JSON_PIECE_CHARS = 4
+
+
+def plan_json(
+    rng: random.Random, schema: Mapping[str, object] | None, *, broken: bool
+) -> Completion:
+    """A JSON answer: an instance of `schema` (its required properties), or a small
+    object for plain JSON mode; `broken` cuts it short so that it does not parse."""
+    if schema is not None and schema.get("type") == "object":
+        value: object = tool_arguments(schema, rng)
+    elif schema is not None:
+        value = _example_value(schema, rng)
+    else:
+        value = {"answer": " ".join(rng.choice(WORDS) for _ in range(3))}
+    text = json.dumps(value)
+    if broken:
+        text = text[: max(1, len(text) // 2)]
+    pieces = tuple(text[i : i + JSON_PIECE_CHARS] for i in range(0, len(text), JSON_PIECE_CHARS))
+    return Completion(pieces=pieces, finish_reason="stop")
+
+
 def _example_value(schema: object, rng: random.Random) -> object:
     if not isinstance(schema, Mapping):
         return rng.choice(WORDS)

@@ -73,6 +73,9 @@ class SimProfile:
     quality: float = 0.8
     """How well the model it plays answers hard prompts, in [0, 1]: read by evaluations
     of difficulty routing (bench/auto.py) and reported in the `x-sim-quality` header."""
+    broken_json_rate: float = 0.0
+    """The share of answers to `response_format` JSON requests that are not valid JSON
+    (cut short), so a gateway's validation and fallback can be tested."""
 
     def __post_init__(self) -> None:
         if not self.ttft_ms >= 0:
@@ -95,6 +98,8 @@ class SimProfile:
             raise InvalidProfileError("max_context_tokens", "must be >= 1")
         if not 0 <= self.quality <= 1:
             raise InvalidProfileError("quality", "must be in [0, 1]")
+        if not 0 <= self.broken_json_rate <= 1:
+            raise InvalidProfileError("broken_json_rate", "must be in [0, 1]")
         starts = [shift.at_s for shift in self.latency_schedule]
         if starts != sorted(starts):
             raise InvalidProfileError("latency_schedule", "must be sorted by at_s")

@@ -295,6 +295,7 @@ def parse_chat_request(body: object) -> ChatRequest:
         )
     tools = _tools(body)
     tool_choice, tool_choice_name = _tool_choice(body, tools)
+    response_format, response_schema = _response_format(body)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -308,4 +309,28 @@ def parse_chat_request(body: object) -> ChatRequest:
         tool_choice_name=tool_choice_name,
         stream=stream,
         include_usage=include_usage and stream,
+        response_format=response_format,
+        response_schema=response_schema,
     )
+
+
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
+def _response_format(body: Mapping[str, object]) -> tuple[str, Mapping[str, object] | None]:
+    """OpenAI's `response_format`: its type, and the schema of a json_schema one."""
+    value = body.get("response_format")
+    if value is None:
+        return "text", None
+    spec = _object(value, "response_format")
+    kind = _string(spec.get("type"), "response_format.type")
+    if kind not in RESPONSE_FORMATS:
+        raise _invalid_value(
+            "response_format.type",
+            f"'{kind}'. Supported values are: 'text', 'json_object' and 'json_schema'.",
+        )
+    if kind != "json_schema":
+        return kind, None
+    json_schema = _object(spec.get("json_schema"), "response_format.json_schema")
+    _string(json_schema.get("name"), "response_format.json_schema.name")
+    return kind, _object(json_schema.get("schema", {}), "response_format.json_schema.schema")

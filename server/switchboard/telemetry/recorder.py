@@ -285,6 +285,25 @@ class Recorder:
 
     # --------------------------------------------------------------------- calls
 
+    def call_started(self, request: CompletionRequest) -> None:
+        """What the caller said of its call, on the server span: the request's metadata
+        (bounded at the edge), its key's metadata (team, tags) and the output type."""
+        if not self.enabled:
+            return
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        attributes: dict[str, AttributeValue] = {
+            sc.METADATA_PREFIX + key: value for key, value in request.metadata.items()
+        }
+        caller = request.caller
+        if caller is not None:
+            for key, value in caller.metadata.items():
+                attributes[sc.CALLER_METADATA_PREFIX + key] = value
+        rf = request.response_format
+        attributes[sc.OUTPUT_TYPE] = "json" if rf is not None and rf.wants_json else "text"
+        span.set_attributes(attributes)
+
     def call_succeeded(
         self,
         group: str,

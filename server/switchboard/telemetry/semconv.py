@@ -64,6 +64,11 @@ FALLBACK: Final = "switchboard.fallback"
 ATTEMPTS: Final = "switchboard.attempts"
 OUTCOME: Final = "switchboard.outcome"
 CALLER: Final = "switchboard.caller"
+# The request's own metadata and its caller key's (team, tags), one attribute per key.
+METADATA_PREFIX: Final = "switchboard.metadata."
+CALLER_METADATA_PREFIX: Final = "switchboard.caller."
+# GenAI semconv: the requested output type (`text`, `json`).
+OUTPUT_TYPE: Final = "gen_ai.output.type"
 TIME_TO_FIRST_CHUNK_MS: Final = "switchboard.time_to_first_chunk_ms"
 LIMIT_UNIT: Final = "switchboard.limit.unit"
 ALIAS: Final = "switchboard.alias"

@@ -7,11 +7,13 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from switchboard.sim.chat import ToolSpec
 from switchboard.sim.content import (
     generate_pieces,
     plan_completion,
+    plan_json,
     plan_tool_call,
     tool_arguments,
     truncate_at_stop,
@@ -100,3 +102,21 @@ def test_tool_call_fragments_rebuild_the_arguments() -> None:
     assert "".join(call.fragments) == call.arguments
     assert set(json.loads(call.arguments)) == {"city"}
     assert call.completion_tokens >= len(call.fragments) // 2
+
+
+def test_json_answers_conform_to_the_schema_unless_broken() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["city", "n"],
+    }
+    for seed in range(20):
+        good = plan_json(random.Random(seed), schema, broken=False)
+        Draft202012Validator(schema).validate(json.loads(good.text))
+        assert isinstance(json.loads(plan_json(random.Random(seed), None, broken=False).text), dict)
+        broken = plan_json(random.Random(seed), schema, broken=True)
+        try:
+            json.loads(broken.text)
+        except json.JSONDecodeError:
+            continue
+        raise AssertionError(f"a broken answer parsed: {broken.text!r}")

@@ -140,3 +140,25 @@ def test_invalid_requests_name_the_param(body: object, param: str | None, code: 
         parse_chat_request(body)
     assert caught.value.param == param
     assert caught.value.code == code
+
+
+def test_response_format_is_parsed_and_checked() -> None:
+    base = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+    assert parse_chat_request(base).response_format == "text"
+    mode = parse_chat_request({**base, "response_format": {"type": "json_object"}})
+    assert (mode.response_format, mode.response_schema) == ("json_object", None)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    spec = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    parsed = parse_chat_request({**base, "response_format": spec})
+    assert (parsed.response_format, parsed.response_schema) == ("json_schema", schema)
+    for bad, param in (
+        ({"type": "yaml"}, "response_format.type"),
+        ({"type": "json_schema"}, "response_format.json_schema"),
+        (
+            {"type": "json_schema", "json_schema": {"schema": {}}},
+            "response_format.json_schema.name",
+        ),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_chat_request({**base, "response_format": bad})
+        assert caught.value.param == param

@@ -209,3 +209,34 @@ def test_shared_limit_decisions_and_fallbacks_are_counted_by_who_decided() -> No
     (lost,) = metrics["switchboard.ratelimit.redis.fallbacks"].data.data_points
     assert lost.value == 1
     telemetry.shutdown()
+
+
+def test_the_callers_key_metadata_and_json_output_are_recorded() -> None:
+    from opentelemetry import trace
+
+    from switchboard.domain import Caller, FormatKind, ResponseFormat
+
+    spans = InMemorySpanExporter()
+    telemetry = build_telemetry(
+        plan_export(TelemetrySettings(), {}), span_processors=[SimpleSpanProcessor(spans)]
+    )
+    recorder = Recorder(telemetry, clock=lambda: 0.0)
+    request = CompletionRequest(
+        model="chat",
+        messages=(Message(Role.USER, "a prompt that stays out"),),
+        metadata={"experiment": "b"},
+        caller=Caller(name="ann", metadata={"team": "search", "tags": "beta"}),
+        response_format=ResponseFormat(FormatKind.JSON_OBJECT),
+    )
+    assert telemetry.tracer is not None
+    with trace.use_span(telemetry.tracer.start_span("call"), end_on_exit=True):
+        recorder.call_started(request)
+    (span,) = spans.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes == {
+        "switchboard.metadata.experiment": "b",
+        "switchboard.caller.team": "search",
+        "switchboard.caller.tags": "beta",
+        "gen_ai.output.type": "json",
+    }
+    telemetry.shutdown()

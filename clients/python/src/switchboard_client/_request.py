@@ -61,6 +61,8 @@ class CompleteParams(TypedDict, total=False):
     tool_choice: str | Mapping[str, Any] | None
     metadata: Mapping[str, str] | None
     cache: Cache | Mapping[str, Any] | None
+    response_format: Mapping[str, Any] | None
+    validate_json: bool | None
     timeout: float | None
     retries: int | None
 
@@ -78,6 +80,8 @@ _REQUEST_PARAMS = frozenset(
         "tool_choice",
         "metadata",
         "cache",
+        "response_format",
+        "validate_json",
     }
 )
 _CALL_PARAMS = frozenset({"timeout", "retries"})
@@ -127,7 +131,38 @@ def build_request(
         request.metadata.update(_str_map("metadata", p["metadata"]))
     if "cache" in p:
         request.cache.CopyFrom(_cache(p["cache"]))
+    if "response_format" in p:
+        request.response_format.CopyFrom(_response_format(p["response_format"]))
+    if "validate_json" in p:
+        if not isinstance(p["validate_json"], bool):
+            raise TypeError("validate_json: expected a bool")
+        request.validate_json = p["validate_json"]
     return request
+
+
+_FORMAT_TYPES = {
+    "text": pb.RESPONSE_FORMAT_TYPE_TEXT,
+    "json_object": pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+    "json_schema": pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+}
+
+
+def _response_format(value: object) -> pb.ResponseFormat:
+    """OpenAI's shape: {"type": "json_object"}, or {"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}, "strict": ...}}."""
+    if not isinstance(value, Mapping) or value.get("type") not in _FORMAT_TYPES:
+        raise TypeError(
+            "response_format: expected {'type': 'text' | 'json_object' | 'json_schema', ...}"
+        )
+    out = pb.ResponseFormat(type=_FORMAT_TYPES[value["type"]])
+    if value["type"] == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("schema"), Mapping):
+            raise TypeError("response_format: json_schema needs {'name': ..., 'schema': {...}}")
+        out.name = str(spec.get("name", ""))
+        out.schema.update(dict(spec["schema"]))
+        out.strict = bool(spec.get("strict", False))
+    return out
 
 
 def _message(message: MessageLike, index: int) -> pb.Message:

@@ -92,6 +92,8 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     ATTEMPT_OUTCOME_NOT_FOUND: _AttemptOutcome.ValueType  # 9
     ATTEMPT_OUTCOME_CANCELLED: _AttemptOutcome.ValueType  # 10
     ATTEMPT_OUTCOME_INTERNAL: _AttemptOutcome.ValueType  # 11
+    ATTEMPT_OUTCOME_INVALID_OUTPUT: _AttemptOutcome.ValueType  # 12
+    """The answer did not conform to the requested JSON or JSON Schema."""
 
 class AttemptOutcome(_AttemptOutcome, metaclass=_AttemptOutcomeEnumTypeWrapper):
     """Outcome of one upstream attempt."""
@@ -108,6 +110,8 @@ ATTEMPT_OUTCOME_AUTHENTICATION: AttemptOutcome.ValueType  # 8
 ATTEMPT_OUTCOME_NOT_FOUND: AttemptOutcome.ValueType  # 9
 ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome.ValueType  # 10
 ATTEMPT_OUTCOME_INTERNAL: AttemptOutcome.ValueType  # 11
+ATTEMPT_OUTCOME_INVALID_OUTPUT: AttemptOutcome.ValueType  # 12
+"""The answer did not conform to the requested JSON or JSON Schema."""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015
 
 class _CacheKind:
@@ -131,6 +135,26 @@ CACHE_KIND_EXACT: CacheKind.ValueType  # 1
 CACHE_KIND_SEMANTIC: CacheKind.ValueType  # 2
 """A similar enough prompt was answered before."""
 Global___CacheKind: _TypeAlias = CacheKind  # noqa: Y015
+
+class _ResponseFormatType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResponseFormatTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResponseFormatType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESPONSE_FORMAT_TYPE_UNSPECIFIED: _ResponseFormatType.ValueType  # 0
+    RESPONSE_FORMAT_TYPE_TEXT: _ResponseFormatType.ValueType  # 1
+    RESPONSE_FORMAT_TYPE_JSON_OBJECT: _ResponseFormatType.ValueType  # 2
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA: _ResponseFormatType.ValueType  # 3
+
+class ResponseFormatType(_ResponseFormatType, metaclass=_ResponseFormatTypeEnumTypeWrapper):
+    """What form the answer takes."""
+
+RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.ValueType  # 0
+RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.ValueType  # 1
+RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.ValueType  # 2
+RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.ValueType  # 3
+Global___ResponseFormatType: _TypeAlias = ResponseFormatType  # noqa: Y015
 
 class _DeploymentState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -412,6 +436,8 @@ class CompleteRequest(_message.Message):
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     CACHE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    VALIDATE_JSON_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """A model group or an alias (for example `chat`, `fast`, `cheap`)."""
     max_tokens: _builtins.int
@@ -422,6 +448,11 @@ class CompleteRequest(_message.Message):
     frequency_penalty: _builtins.float
     tool_choice: _builtins.str
     """`auto`, `none`, `required`, or the name of one tool; empty means auto."""
+    validate_json: _builtins.bool
+    """Check the answer against `response_format` (parse it; validate it against the
+    schema); unset: the server's `switchboard.routing.validate_json`. An answer that
+    does not conform goes to the next deployment, like a failure.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]: ...
     @_builtins.property
@@ -433,6 +464,12 @@ class CompleteRequest(_message.Message):
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Tags recorded in traces (never sent to the provider)."""
+
+    @_builtins.property
+    def response_format(self) -> Global___ResponseFormat:
+        """The shape of the answer: text (the default), any JSON object, or JSON that
+        conforms to a schema.
+        """
 
     def __init__(
         self,
@@ -450,10 +487,12 @@ class CompleteRequest(_message.Message):
         tool_choice: _builtins.str = ...,
         cache: Global___CacheControl | None = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        response_format: Global___ResponseFormat | None = ...,
+        validate_json: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "cache", b"cache", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "_validate_json", b"_validate_json", "cache", b"cache", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "response_format", b"response_format", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p", "validate_json", b"validate_json"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "cache", b"cache", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "model", b"model", "presence_penalty", b"presence_penalty", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "_validate_json", b"_validate_json", "cache", b"cache", "frequency_penalty", b"frequency_penalty", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "model", b"model", "presence_penalty", b"presence_penalty", "response_format", b"response_format", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice", b"tool_choice", "tools", b"tools", "top_p", b"top_p", "validate_json", b"validate_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
     _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
@@ -467,6 +506,8 @@ class CompleteRequest(_message.Message):
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
     _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
     _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    _WhichOneofReturnType__validate_json: _TypeAlias = _typing.Literal["validate_json"]  # noqa: Y015
+    _WhichOneofArgType__validate_json: _TypeAlias = _typing.Literal["_validate_json", b"_validate_json"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_penalty) -> _WhichOneofReturnType__frequency_penalty | None: ...
     @_typing.overload
@@ -479,8 +520,45 @@ class CompleteRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__validate_json) -> _WhichOneofReturnType__validate_json | None: ...
 
 Global___CompleteRequest: _TypeAlias = CompleteRequest  # noqa: Y015
+
+@_typing.final
+class ResponseFormat(_message.Message):
+    """Structured output. Unspecified or TEXT: plain text. JSON_OBJECT: a JSON object.
+    JSON_SCHEMA: JSON conforming to `schema` (a JSON Schema), named `name`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SCHEMA_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    type: Global___ResponseFormatType.ValueType
+    name: _builtins.str
+    """1-64 letters, digits, `_` or `-`; required with JSON_SCHEMA."""
+    strict: _builtins.bool
+    """Ask the provider to enforce the schema strictly where it can."""
+    @_builtins.property
+    def schema(self) -> _struct_pb2.Struct: ...
+    def __init__(
+        self,
+        *,
+        type: Global___ResponseFormatType.ValueType = ...,
+        name: _builtins.str = ...,
+        schema: _struct_pb2.Struct | None = ...,
+        strict: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "schema", b"schema", "strict", b"strict", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
@@ -771,6 +849,7 @@ class Final(_message.Message):
     TIME_TO_FIRST_CHUNK_FIELD_NUMBER: _builtins.int
     ROUTING_FIELD_NUMBER: _builtins.int
     CACHE_FIELD_NUMBER: _builtins.int
+    VALIDATION_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     model: _builtins.str
     deployment: _builtins.str
@@ -779,6 +858,10 @@ class Final(_message.Message):
     cache_hit: _builtins.bool
     fallback_depth: _builtins.int
     model_group: _builtins.str
+    validation_error: _builtins.str
+    """Set when the streamed answer did not conform to the requested JSON or schema
+    (with validation on): a stream cannot fall back once it has started.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage: ...
     @_builtins.property
@@ -809,10 +892,11 @@ class Final(_message.Message):
         time_to_first_chunk: _duration_pb2.Duration | None = ...,
         routing: Global___RoutingDecision | None = ...,
         cache: Global___CacheHit | None = ...,
+        validation_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache", b"cache", "cache_hit", b"cache_hit", "cost_usd", b"cost_usd", "deployment", b"deployment", "fallback_depth", b"fallback_depth", "finish_reason", b"finish_reason", "id", b"id", "model", b"model", "model_group", b"model_group", "routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "cache", b"cache", "cache_hit", b"cache_hit", "cost_usd", b"cost_usd", "deployment", b"deployment", "fallback_depth", b"fallback_depth", "finish_reason", b"finish_reason", "id", b"id", "model", b"model", "model_group", b"model_group", "routing", b"routing", "time_to_first_chunk", b"time_to_first_chunk", "usage", b"usage", "validation_error", b"validation_error"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

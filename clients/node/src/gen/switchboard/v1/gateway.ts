@@ -150,6 +150,8 @@ export enum AttemptOutcome {
   ATTEMPT_OUTCOME_NOT_FOUND = 9,
   ATTEMPT_OUTCOME_CANCELLED = 10,
   ATTEMPT_OUTCOME_INTERNAL = 11,
+  /** ATTEMPT_OUTCOME_INVALID_OUTPUT - The answer did not conform to the requested JSON or JSON Schema. */
+  ATTEMPT_OUTCOME_INVALID_OUTPUT = 12,
   UNRECOGNIZED = -1,
 }
 
@@ -191,6 +193,9 @@ export function attemptOutcomeFromJSON(object: any): AttemptOutcome {
     case 11:
     case "ATTEMPT_OUTCOME_INTERNAL":
       return AttemptOutcome.ATTEMPT_OUTCOME_INTERNAL;
+    case 12:
+    case "ATTEMPT_OUTCOME_INVALID_OUTPUT":
+      return AttemptOutcome.ATTEMPT_OUTCOME_INVALID_OUTPUT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -224,6 +229,8 @@ export function attemptOutcomeToJSON(object: AttemptOutcome): string {
       return "ATTEMPT_OUTCOME_CANCELLED";
     case AttemptOutcome.ATTEMPT_OUTCOME_INTERNAL:
       return "ATTEMPT_OUTCOME_INTERNAL";
+    case AttemptOutcome.ATTEMPT_OUTCOME_INVALID_OUTPUT:
+      return "ATTEMPT_OUTCOME_INVALID_OUTPUT";
     case AttemptOutcome.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -267,6 +274,52 @@ export function cacheKindToJSON(object: CacheKind): string {
     case CacheKind.CACHE_KIND_SEMANTIC:
       return "CACHE_KIND_SEMANTIC";
     case CacheKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What form the answer takes. */
+export enum ResponseFormatType {
+  RESPONSE_FORMAT_TYPE_UNSPECIFIED = 0,
+  RESPONSE_FORMAT_TYPE_TEXT = 1,
+  RESPONSE_FORMAT_TYPE_JSON_OBJECT = 2,
+  RESPONSE_FORMAT_TYPE_JSON_SCHEMA = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function responseFormatTypeFromJSON(object: any): ResponseFormatType {
+  switch (object) {
+    case 0:
+    case "RESPONSE_FORMAT_TYPE_UNSPECIFIED":
+      return ResponseFormatType.RESPONSE_FORMAT_TYPE_UNSPECIFIED;
+    case 1:
+    case "RESPONSE_FORMAT_TYPE_TEXT":
+      return ResponseFormatType.RESPONSE_FORMAT_TYPE_TEXT;
+    case 2:
+    case "RESPONSE_FORMAT_TYPE_JSON_OBJECT":
+      return ResponseFormatType.RESPONSE_FORMAT_TYPE_JSON_OBJECT;
+    case 3:
+    case "RESPONSE_FORMAT_TYPE_JSON_SCHEMA":
+      return ResponseFormatType.RESPONSE_FORMAT_TYPE_JSON_SCHEMA;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ResponseFormatType.UNRECOGNIZED;
+  }
+}
+
+export function responseFormatTypeToJSON(object: ResponseFormatType): string {
+  switch (object) {
+    case ResponseFormatType.RESPONSE_FORMAT_TYPE_UNSPECIFIED:
+      return "RESPONSE_FORMAT_TYPE_UNSPECIFIED";
+    case ResponseFormatType.RESPONSE_FORMAT_TYPE_TEXT:
+      return "RESPONSE_FORMAT_TYPE_TEXT";
+    case ResponseFormatType.RESPONSE_FORMAT_TYPE_JSON_OBJECT:
+      return "RESPONSE_FORMAT_TYPE_JSON_OBJECT";
+    case ResponseFormatType.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
+      return "RESPONSE_FORMAT_TYPE_JSON_SCHEMA";
+    case ResponseFormatType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -464,11 +517,39 @@ export interface CompleteRequest {
     | undefined;
   /** Tags recorded in traces (never sent to the provider). */
   metadata: { [key: string]: string };
+  /**
+   * The shape of the answer: text (the default), any JSON object, or JSON that
+   * conforms to a schema.
+   */
+  responseFormat?:
+    | ResponseFormat
+    | undefined;
+  /**
+   * Check the answer against `response_format` (parse it; validate it against the
+   * schema); unset: the server's `switchboard.routing.validate_json`. An answer that
+   * does not conform goes to the next deployment, like a failure.
+   */
+  validateJson?: boolean | undefined;
 }
 
 export interface CompleteRequest_MetadataEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Structured output. Unspecified or TEXT: plain text. JSON_OBJECT: a JSON object.
+ * JSON_SCHEMA: JSON conforming to `schema` (a JSON Schema), named `name`.
+ */
+export interface ResponseFormat {
+  type: ResponseFormatType;
+  /** 1-64 letters, digits, `_` or `-`; required with JSON_SCHEMA. */
+  name: string;
+  schema?:
+    | { [key: string]: any }
+    | undefined;
+  /** Ask the provider to enforce the schema strictly where it can. */
+  strict: boolean;
 }
 
 /** Token counts of one call. */
@@ -577,7 +658,14 @@ export interface Final {
     | RoutingDecision
     | undefined;
   /** Set on a cache hit (`cache_hit` true). */
-  cache?: CacheHit | undefined;
+  cache?:
+    | CacheHit
+    | undefined;
+  /**
+   * Set when the streamed answer did not conform to the requested JSON or schema
+   * (with validation on): a stream cannot fall back once it has started.
+   */
+  validationError: string;
 }
 
 /** One event of StreamComplete. */
@@ -1458,6 +1546,8 @@ function createBaseCompleteRequest(): CompleteRequest {
     toolChoice: "",
     cache: undefined,
     metadata: {},
+    responseFormat: undefined,
+    validateJson: undefined,
   };
 }
 
@@ -1502,6 +1592,12 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
     globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
       CompleteRequest_MetadataEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
     });
+    if (message.responseFormat !== undefined) {
+      ResponseFormat.encode(message.responseFormat, writer.uint32(114).fork()).join();
+    }
+    if (message.validateJson !== undefined) {
+      writer.uint32(120).bool(message.validateJson);
+    }
     return writer;
   },
 
@@ -1625,6 +1721,22 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
             }
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.responseFormat = ResponseFormat.decode(reader, reader.uint32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.validateJson = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1685,6 +1797,16 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
           {},
         )
         : {},
+      responseFormat: isSet(object.responseFormat)
+        ? ResponseFormat.fromJSON(object.responseFormat)
+        : isSet(object.response_format)
+        ? ResponseFormat.fromJSON(object.response_format)
+        : undefined,
+      validateJson: isSet(object.validateJson)
+        ? globalThis.Boolean(object.validateJson)
+        : isSet(object.validate_json)
+        ? globalThis.Boolean(object.validate_json)
+        : undefined,
     };
   },
 
@@ -1735,6 +1857,12 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
         });
       }
     }
+    if (message.responseFormat !== undefined) {
+      obj.responseFormat = ResponseFormat.toJSON(message.responseFormat);
+    }
+    if (message.validateJson !== undefined) {
+      obj.validateJson = message.validateJson;
+    }
     return obj;
   },
 
@@ -1766,6 +1894,10 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
       },
       {},
     );
+    message.responseFormat = (object.responseFormat !== undefined && object.responseFormat !== null)
+      ? ResponseFormat.fromPartial(object.responseFormat)
+      : undefined;
+    message.validateJson = object.validateJson ?? undefined;
     return message;
   },
 };
@@ -1851,6 +1983,123 @@ export const CompleteRequest_MetadataEntry: MessageFns<CompleteRequest_MetadataE
     const message = createBaseCompleteRequest_MetadataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseResponseFormat(): ResponseFormat {
+  return { type: 0, name: "", schema: undefined, strict: false };
+}
+
+export const ResponseFormat: MessageFns<ResponseFormat> = {
+  encode(message: ResponseFormat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.schema !== undefined) {
+      Struct.encode(Struct.wrap(message.schema), writer.uint32(26).fork()).join();
+    }
+    if (message.strict !== false) {
+      writer.uint32(32).bool(message.strict);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResponseFormat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResponseFormat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.schema = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.strict = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResponseFormat {
+    return {
+      type: isSet(object.type) ? responseFormatTypeFromJSON(object.type) : 0,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      schema: isObject(object.schema) ? object.schema : undefined,
+      strict: isSet(object.strict) ? globalThis.Boolean(object.strict) : false,
+    };
+  },
+
+  toJSON(message: ResponseFormat): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = responseFormatTypeToJSON(message.type);
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.schema !== undefined) {
+      obj.schema = message.schema;
+    }
+    if (message.strict !== false) {
+      obj.strict = message.strict;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResponseFormat>): ResponseFormat {
+    return ResponseFormat.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResponseFormat>): ResponseFormat {
+    const message = createBaseResponseFormat();
+    message.type = object.type ?? 0;
+    message.name = object.name ?? "";
+    message.schema = object.schema ?? undefined;
+    message.strict = object.strict ?? false;
     return message;
   },
 };
@@ -2931,6 +3180,7 @@ function createBaseFinal(): Final {
     timeToFirstChunk: undefined,
     routing: undefined,
     cache: undefined,
+    validationError: "",
   };
 }
 
@@ -2974,6 +3224,9 @@ export const Final: MessageFns<Final> = {
     }
     if (message.cache !== undefined) {
       CacheHit.encode(message.cache, writer.uint32(106).fork()).join();
+    }
+    if (message.validationError !== "") {
+      writer.uint32(114).string(message.validationError);
     }
     return writer;
   },
@@ -3095,6 +3348,14 @@ export const Final: MessageFns<Final> = {
             message.cache = CacheHit.decode(reader, reader.uint32());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.validationError = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3148,6 +3409,11 @@ export const Final: MessageFns<Final> = {
         : undefined,
       routing: isSet(object.routing) ? RoutingDecision.fromJSON(object.routing) : undefined,
       cache: isSet(object.cache) ? CacheHit.fromJSON(object.cache) : undefined,
+      validationError: isSet(object.validationError)
+        ? globalThis.String(object.validationError)
+        : isSet(object.validation_error)
+        ? globalThis.String(object.validation_error)
+        : "",
     };
   },
 
@@ -3192,6 +3458,9 @@ export const Final: MessageFns<Final> = {
     if (message.cache !== undefined) {
       obj.cache = CacheHit.toJSON(message.cache);
     }
+    if (message.validationError !== "") {
+      obj.validationError = message.validationError;
+    }
     return obj;
   },
 
@@ -3219,6 +3488,7 @@ export const Final: MessageFns<Final> = {
     message.cache = (object.cache !== undefined && object.cache !== null)
       ? CacheHit.fromPartial(object.cache)
       : undefined;
+    message.validationError = object.validationError ?? "";
     return message;
   },
 };
