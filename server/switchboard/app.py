@@ -28,6 +28,7 @@ from switchboard.config import (
     Address,
     Budget,
     CacheSettings,
+    Deployment,
     RedisSettings,
     Settings,
     SimulatorSettings,
@@ -124,6 +125,7 @@ def build_gateway(
         pre_call_checks=router_settings.pre_call_checks,
         paused=None if budgets is None else budgets.deployment_paused_until,
         observer=sync,
+        vision=vision_of(settings),
     )
     recorder = Recorder(telemetry or Telemetry(), clock)
     cache = None
@@ -161,6 +163,29 @@ def build_gateway(
         stats = admission.stats
         recorder.observe_sharing(stats.decisions, lambda: stats.fallbacks)
     return gateway
+
+
+def vision_of(settings: Settings) -> Callable[[Deployment], bool]:
+    """Whether a deployment takes images: `model_info.supports_vision`, else litellm's
+    model map (read without importing litellm, on the first image), else yes."""
+    from switchboard.providers.prices import PriceTable
+
+    prices = PriceTable.bundled()
+    known: dict[str, bool] = {}
+
+    def vision(deployment: Deployment) -> bool:
+        if deployment.supports_vision is not None:
+            return deployment.supports_vision
+        found = known.get(deployment.id)
+        if found is None:
+            entry = prices.lookup(deployment.model)
+            found = (
+                True if entry is None or entry.supports_vision is None else entry.supports_vision
+            )
+            known[deployment.id] = found
+        return found
+
+    return vision
 
 
 def build_replica_sync(

@@ -143,6 +143,8 @@ class RawModelInfo(_Open):
     tpm: int | None = Field(default=None, gt=0)
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
+    # False: skipped for requests with images (absent: litellm's model map decides).
+    supports_vision: bool | None = None
 
 
 class RawDeployment(_Open):
@@ -476,6 +478,8 @@ class Deployment:
     max_output_tokens: int | None
     input_cost_per_token: float | None
     output_cost_per_token: float | None
+    # Takes images; None: as litellm's model map says (unknown there: yes).
+    supports_vision: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1020,6 +1024,7 @@ def _build(
                 output_cost_per_token=_coalesce(
                     params.output_cost_per_token, info.output_cost_per_token
                 ),
+                supports_vision=info.supports_vision,
             )
         )
     groups: dict[str, tuple[Deployment, ...]] = {}

@@ -8,6 +8,7 @@ accounting) speaks one language and can be tested without either library.
 
 from __future__ import annotations
 
+import base64
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,6 +77,49 @@ class Message:
     name: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str = ""
+    # Multimodal parts after `content` (which, when set, is the first text).
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def has_images(self) -> bool:
+        return any(isinstance(p, ImagePart) for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image by `url`, or inline `data` of `media_type`; `detail` low, high or auto."""
+
+    url: str = ""
+    data: bytes = b""
+    media_type: str = ""
+    detail: str = ""
+
+    def data_url(self) -> str:
+        """The image as a URL: its own, or a data: URL of the inline bytes."""
+        if self.url:
+            return self.url
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode()}"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPart:
+    data: bytes
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    data: bytes
+    media_type: str
+    filename: str = ""
+
+
+Part = TextPart | ImagePart | AudioPart | FilePart
 
 
 @dataclass(frozen=True, slots=True)

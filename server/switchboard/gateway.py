@@ -46,7 +46,9 @@ from switchboard.errors import (
     ContentPolicyViolation,
     ContextWindowExceeded,
     DeadlineExceeded,
+    FieldViolation,
     InvalidOutput,
+    InvalidRequest,
     ModelNotFound,
     NoDeploymentAvailable,
     ProviderError,
@@ -119,6 +121,8 @@ class _Call:
     switch_to: FallbackKind | None = None
     # When each group last failed with something worth retrying.
     failed_at: dict[str, float] = field(default_factory=dict)
+    # The request has images: only deployments with vision may take it.
+    images: bool = False
 
 
 @dataclass(slots=True)
@@ -573,12 +577,30 @@ class Gateway:
     def _new_call(self, request: CompletionRequest, kind: CallKind, log: _CallLog) -> _Call:
         """The call's state, once its budgets have room for it: nothing upstream before."""
         group = self.resolve(request.model)
+        images = any(m.has_images for m in request.messages)
+        if images and not any(self._router.takes_images(d) for d in self._settings.groups[group]):
+            # As LiteLLM's pre-call checks: the caller's request, not an upstream failure.
+            raise InvalidRequest(
+                [
+                    FieldViolation(
+                        "messages",
+                        f"model group {group!r} has no deployment that takes images "
+                        "(model_info.supports_vision)",
+                    )
+                ]
+            )
         prompt_tokens = self._provider.estimate_prompt_tokens(request)
         if self._budgets is not None:
             log.hold = self._budgets.admit(
                 request.caller, self._worst_cost(request, group, prompt_tokens)
             )
-        return _Call(group=group, kind=kind, prompt_tokens=prompt_tokens, attempts=log.attempts)
+        return _Call(
+            group=group,
+            kind=kind,
+            prompt_tokens=prompt_tokens,
+            attempts=log.attempts,
+            images=images,
+        )
 
     def _worst_cost(self, request: CompletionRequest, group: str, prompt_tokens: int) -> float:
         """The most the call may cost in its group: its prompt and output reservation."""
@@ -776,7 +798,9 @@ class Gateway:
         failed_at = call.failed_at.get(group)
         if failed_at is None or blocked.by_caller is not None:
             return None
-        again = self._router.eligible(group, exclude=(), prompt_tokens=call.prompt_tokens)
+        again = self._router.eligible(
+            group, exclude=(), prompt_tokens=call.prompt_tokens, images=call.images
+        )
         if not again.candidates:
             if again.cooling_until is not None:
                 blocked.cooling_until.append(again.cooling_until)
@@ -822,7 +846,10 @@ class Gateway:
         `retry`: deployments this call tried already are candidates again.
         """
         eligible = self._router.eligible(
-            group, exclude=() if retry else state.tried, prompt_tokens=state.prompt_tokens
+            group,
+            exclude=() if retry else state.tried,
+            prompt_tokens=state.prompt_tokens,
+            images=state.images,
         )
         if eligible.cooling_until is not None:
             blocked.cooling_until.append(eligible.cooling_until)

@@ -10,7 +10,7 @@ from google.protobuf import struct_pb2
 from switchboard.api import convert
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.config import Deployment
-from switchboard.domain import Role
+from switchboard.domain import ImagePart, Role, TextPart
 from switchboard.errors import InvalidRequest
 from switchboard.gateway import DeploymentStatus
 from switchboard.routing import HealthState, HealthView
@@ -219,3 +219,74 @@ def test_a_json_schema_response_format_converts() -> None:
 )
 def test_a_bad_response_format_is_named(response_format: pb.ResponseFormat, field: str) -> None:
     assert _fields(_request(response_format=response_format)) == {field}
+
+
+def _image_message(**image: object) -> pb.Message:
+    return pb.Message(
+        role=pb.ROLE_USER,
+        parts=[pb.ContentPart(text="What is this?"), pb.ContentPart(image=pb.ImagePart(**image))],
+    )
+
+
+def test_multimodal_parts_convert() -> None:
+    request = _request(
+        messages=[
+            _image_message(url="https://example.com/cat.png", detail="low"),
+            pb.Message(
+                role=pb.ROLE_USER,
+                content="and this",
+                parts=[pb.ContentPart(image=pb.ImagePart(data=b"\x89PNG", media_type="image/png"))],
+            ),
+        ]
+    )
+    first, second = convert.request_from_proto(request).messages
+    assert first.content == ""
+    assert first.parts == (
+        TextPart("What is this?"),
+        ImagePart(url="https://example.com/cat.png", detail="low"),
+    )
+    assert first.has_images
+    assert second.parts == (ImagePart(data=b"\x89PNG", media_type="image/png"),)
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (_image_message(url="file:///etc/passwd"), "messages[0].parts[1].image.url"),
+        (_image_message(url="data:image/png;base64,AAAA"), "messages[0].parts[1].image.url"),
+        (_image_message(url="https://x", detail="ultra"), "messages[0].parts[1].image.detail"),
+        (
+            _image_message(data=b"x", media_type="image/bmp"),
+            "messages[0].parts[1].image.media_type",
+        ),
+        (_image_message(data=b"", media_type="image/png"), "messages[0].parts[1].image.data"),
+        (
+            _image_message(data=b"x" * (convert.MAX_INLINE_BYTES + 1), media_type="image/png"),
+            "messages[0].parts[1].image.data",
+        ),
+        (
+            pb.Message(
+                role=pb.ROLE_USER,
+                parts=[pb.ContentPart(audio=pb.AudioPart(data=b"x", format="ogg"))],
+            ),
+            "messages[0].parts[0].audio.format",
+        ),
+        (
+            pb.Message(
+                role=pb.ROLE_SYSTEM,
+                content="be brief",
+                parts=[pb.ContentPart(image=pb.ImagePart(url="https://x/y.png"))],
+            ),
+            "messages[0].parts[0]",
+        ),
+        (pb.Message(role=pb.ROLE_USER, parts=[pb.ContentPart()]), "messages[0].parts[0]"),
+    ],
+)
+def test_bad_parts_are_named(message: pb.Message, field: str) -> None:
+    assert field in _fields(_request(messages=[message]))
+
+
+def test_the_number_of_parts_is_bounded() -> None:
+    parts = [pb.ContentPart(text="x")] * (convert.MAX_PARTS + 1)
+    request = _request(messages=[pb.Message(role=pb.ROLE_USER, parts=parts)])
+    assert "messages[0].parts" in _fields(request)

@@ -508,7 +508,10 @@ type Message struct {
 	// Tool calls made by an assistant message.
 	ToolCalls []*ToolCall `protobuf:"bytes,4,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	// The call a tool message answers.
-	ToolCallId    string `protobuf:"bytes,5,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
+	ToolCallId string `protobuf:"bytes,5,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
+	// Multimodal content, in order: text, images, audio, files. `content`, when set
+	// too, comes first as a text part.
+	Parts         []*ContentPart `protobuf:"bytes,6,rep,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +581,344 @@ func (x *Message) GetToolCallId() string {
 	return ""
 }
 
+func (x *Message) GetParts() []*ContentPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+// One part of a message's content.
+type ContentPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*ContentPart_Text
+	//	*ContentPart_Image
+	//	*ContentPart_Audio
+	//	*ContentPart_File
+	Part          isContentPart_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContentPart) Reset() {
+	*x = ContentPart{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContentPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContentPart) ProtoMessage() {}
+
+func (x *ContentPart) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContentPart.ProtoReflect.Descriptor instead.
+func (*ContentPart) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ContentPart) GetPart() isContentPart_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *ContentPart) GetText() string {
+	if x != nil {
+		if x, ok := x.Part.(*ContentPart_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *ContentPart) GetImage() *ImagePart {
+	if x != nil {
+		if x, ok := x.Part.(*ContentPart_Image); ok {
+			return x.Image
+		}
+	}
+	return nil
+}
+
+func (x *ContentPart) GetAudio() *AudioPart {
+	if x != nil {
+		if x, ok := x.Part.(*ContentPart_Audio); ok {
+			return x.Audio
+		}
+	}
+	return nil
+}
+
+func (x *ContentPart) GetFile() *FilePart {
+	if x != nil {
+		if x, ok := x.Part.(*ContentPart_File); ok {
+			return x.File
+		}
+	}
+	return nil
+}
+
+type isContentPart_Part interface {
+	isContentPart_Part()
+}
+
+type ContentPart_Text struct {
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type ContentPart_Image struct {
+	Image *ImagePart `protobuf:"bytes,2,opt,name=image,proto3,oneof"`
+}
+
+type ContentPart_Audio struct {
+	Audio *AudioPart `protobuf:"bytes,3,opt,name=audio,proto3,oneof"`
+}
+
+type ContentPart_File struct {
+	File *FilePart `protobuf:"bytes,4,opt,name=file,proto3,oneof"`
+}
+
+func (*ContentPart_Text) isContentPart_Part() {}
+
+func (*ContentPart_Image) isContentPart_Part() {}
+
+func (*ContentPart_Audio) isContentPart_Part() {}
+
+func (*ContentPart_File) isContentPart_Part() {}
+
+// An image, by URL (https or http) or inline.
+type ImagePart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Source:
+	//
+	//	*ImagePart_Url
+	//	*ImagePart_Data
+	Source isImagePart_Source `protobuf_oneof:"source"`
+	// With `data`: image/png, image/jpeg, image/gif or image/webp.
+	MediaType string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	// `low`, `high` or `auto` (empty): how closely the model looks, and what it costs.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImagePart) Reset() {
+	*x = ImagePart{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImagePart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImagePart) ProtoMessage() {}
+
+func (x *ImagePart) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImagePart.ProtoReflect.Descriptor instead.
+func (*ImagePart) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ImagePart) GetSource() isImagePart_Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *ImagePart) GetUrl() string {
+	if x != nil {
+		if x, ok := x.Source.(*ImagePart_Url); ok {
+			return x.Url
+		}
+	}
+	return ""
+}
+
+func (x *ImagePart) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Source.(*ImagePart_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *ImagePart) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *ImagePart) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type isImagePart_Source interface {
+	isImagePart_Source()
+}
+
+type ImagePart_Url struct {
+	Url string `protobuf:"bytes,1,opt,name=url,proto3,oneof"`
+}
+
+type ImagePart_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+func (*ImagePart_Url) isImagePart_Source() {}
+
+func (*ImagePart_Data) isImagePart_Source() {}
+
+// Inline audio (where the provider takes it).
+type AudioPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// `wav` or `mp3`.
+	Format        string `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AudioPart) Reset() {
+	*x = AudioPart{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AudioPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AudioPart) ProtoMessage() {}
+
+func (x *AudioPart) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AudioPart.ProtoReflect.Descriptor instead.
+func (*AudioPart) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AudioPart) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *AudioPart) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+// An inline file, a PDF say (where the provider takes it).
+type FilePart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	MediaType     string                 `protobuf:"bytes,2,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	Filename      string                 `protobuf:"bytes,3,opt,name=filename,proto3" json:"filename,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilePart) Reset() {
+	*x = FilePart{}
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilePart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilePart) ProtoMessage() {}
+
+func (x *FilePart) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilePart.ProtoReflect.Descriptor instead.
+func (*FilePart) Descriptor() ([]byte, []int) {
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FilePart) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *FilePart) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *FilePart) GetFilename() string {
+	if x != nil {
+		return x.Filename
+	}
+	return ""
+}
+
 // A function the model may call.
 type Tool struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -591,7 +932,7 @@ type Tool struct {
 
 func (x *Tool) Reset() {
 	*x = Tool{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[2]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +944,7 @@ func (x *Tool) String() string {
 func (*Tool) ProtoMessage() {}
 
 func (x *Tool) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[2]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +957,7 @@ func (x *Tool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tool.ProtoReflect.Descriptor instead.
 func (*Tool) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Tool) GetName() string {
@@ -667,7 +1008,7 @@ type CacheControl struct {
 
 func (x *CacheControl) Reset() {
 	*x = CacheControl{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[3]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +1020,7 @@ func (x *CacheControl) String() string {
 func (*CacheControl) ProtoMessage() {}
 
 func (x *CacheControl) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[3]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +1033,7 @@ func (x *CacheControl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheControl.ProtoReflect.Descriptor instead.
 func (*CacheControl) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CacheControl) GetNoCache() bool {
@@ -760,7 +1101,7 @@ type CacheHit struct {
 
 func (x *CacheHit) Reset() {
 	*x = CacheHit{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1113,7 @@ func (x *CacheHit) String() string {
 func (*CacheHit) ProtoMessage() {}
 
 func (x *CacheHit) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[4]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1126,7 @@ func (x *CacheHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheHit.ProtoReflect.Descriptor instead.
 func (*CacheHit) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CacheHit) GetKind() CacheKind {
@@ -848,7 +1189,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1201,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[5]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1214,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CompleteRequest) GetModel() string {
@@ -997,7 +1338,7 @@ type ResponseFormat struct {
 
 func (x *ResponseFormat) Reset() {
 	*x = ResponseFormat{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1350,7 @@ func (x *ResponseFormat) String() string {
 func (*ResponseFormat) ProtoMessage() {}
 
 func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[6]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1363,7 @@ func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
 func (*ResponseFormat) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResponseFormat) GetType() ResponseFormatType {
@@ -1066,7 +1407,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1419,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[7]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1432,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Usage) GetInputTokens() uint32 {
@@ -1137,7 +1478,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1490,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[8]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1503,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Attempt) GetDeployment() string {
@@ -1227,7 +1568,7 @@ type CompleteResponse struct {
 
 func (x *CompleteResponse) Reset() {
 	*x = CompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1580,7 @@ func (x *CompleteResponse) String() string {
 func (*CompleteResponse) ProtoMessage() {}
 
 func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[9]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1593,7 @@ func (x *CompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteResponse.ProtoReflect.Descriptor instead.
 func (*CompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CompleteResponse) GetId() string {
@@ -1367,7 +1708,7 @@ type RoutingDecision struct {
 
 func (x *RoutingDecision) Reset() {
 	*x = RoutingDecision{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1720,7 @@ func (x *RoutingDecision) String() string {
 func (*RoutingDecision) ProtoMessage() {}
 
 func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[10]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1733,7 @@ func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingDecision.ProtoReflect.Descriptor instead.
 func (*RoutingDecision) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RoutingDecision) GetStrategy() string {
@@ -1454,7 +1795,7 @@ type AutoDecision struct {
 
 func (x *AutoDecision) Reset() {
 	*x = AutoDecision{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1807,7 @@ func (x *AutoDecision) String() string {
 func (*AutoDecision) ProtoMessage() {}
 
 func (x *AutoDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[11]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1820,7 @@ func (x *AutoDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoDecision.ProtoReflect.Descriptor instead.
 func (*AutoDecision) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AutoDecision) GetTier() string {
@@ -1523,7 +1864,7 @@ type ToolCallDelta struct {
 
 func (x *ToolCallDelta) Reset() {
 	*x = ToolCallDelta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1876,7 @@ func (x *ToolCallDelta) String() string {
 func (*ToolCallDelta) ProtoMessage() {}
 
 func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[12]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1889,7 @@ func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
 func (*ToolCallDelta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ToolCallDelta) GetIndex() uint32 {
@@ -1590,7 +1931,7 @@ type Delta struct {
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1943,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[13]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1956,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Delta) GetContent() string {
@@ -1659,7 +2000,7 @@ type Final struct {
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +2012,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[14]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +2025,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Final) GetId() string {
@@ -1799,7 +2140,7 @@ type StreamCompleteResponse struct {
 
 func (x *StreamCompleteResponse) Reset() {
 	*x = StreamCompleteResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +2152,7 @@ func (x *StreamCompleteResponse) String() string {
 func (*StreamCompleteResponse) ProtoMessage() {}
 
 func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[15]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2165,7 @@ func (x *StreamCompleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamCompleteResponse.ProtoReflect.Descriptor instead.
 func (*StreamCompleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StreamCompleteResponse) GetEvent() isStreamCompleteResponse_Event {
@@ -1876,7 +2217,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +2229,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[16]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +2242,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{16}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
 }
 
 // One provider deployment of a model group.
@@ -1931,7 +2272,7 @@ type Deployment struct {
 
 func (x *Deployment) Reset() {
 	*x = Deployment{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2284,7 @@ func (x *Deployment) String() string {
 func (*Deployment) ProtoMessage() {}
 
 func (x *Deployment) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[17]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2297,7 @@ func (x *Deployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deployment.ProtoReflect.Descriptor instead.
 func (*Deployment) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{17}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Deployment) GetId() string {
@@ -2054,7 +2395,7 @@ type Price struct {
 
 func (x *Price) Reset() {
 	*x = Price{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2407,7 @@ func (x *Price) String() string {
 func (*Price) ProtoMessage() {}
 
 func (x *Price) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[18]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2420,7 @@ func (x *Price) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Price.ProtoReflect.Descriptor instead.
 func (*Price) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{18}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Price) GetInputPer_1KUsd() float64 {
@@ -2112,7 +2453,7 @@ type SamplingDefaults struct {
 
 func (x *SamplingDefaults) Reset() {
 	*x = SamplingDefaults{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2124,7 +2465,7 @@ func (x *SamplingDefaults) String() string {
 func (*SamplingDefaults) ProtoMessage() {}
 
 func (x *SamplingDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[19]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2137,7 +2478,7 @@ func (x *SamplingDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingDefaults.ProtoReflect.Descriptor instead.
 func (*SamplingDefaults) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{19}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SamplingDefaults) GetMaxTokens() uint32 {
@@ -2202,7 +2543,7 @@ type AutoRoute struct {
 
 func (x *AutoRoute) Reset() {
 	*x = AutoRoute{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2555,7 @@ func (x *AutoRoute) String() string {
 func (*AutoRoute) ProtoMessage() {}
 
 func (x *AutoRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[20]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2568,7 @@ func (x *AutoRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoRoute.ProtoReflect.Descriptor instead.
 func (*AutoRoute) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{20}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AutoRoute) GetSimpleTarget() string {
@@ -2264,7 +2605,7 @@ type ModelGroup struct {
 
 func (x *ModelGroup) Reset() {
 	*x = ModelGroup{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2617,7 @@ func (x *ModelGroup) String() string {
 func (*ModelGroup) ProtoMessage() {}
 
 func (x *ModelGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[21]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2630,7 @@ func (x *ModelGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelGroup.ProtoReflect.Descriptor instead.
 func (*ModelGroup) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{21}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ModelGroup) GetName() string {
@@ -2332,7 +2673,7 @@ type Alias struct {
 
 func (x *Alias) Reset() {
 	*x = Alias{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2685,7 @@ func (x *Alias) String() string {
 func (*Alias) ProtoMessage() {}
 
 func (x *Alias) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[22]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2698,7 @@ func (x *Alias) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alias.ProtoReflect.Descriptor instead.
 func (*Alias) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{22}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Alias) GetName() string {
@@ -2418,7 +2759,7 @@ type CacheStats struct {
 
 func (x *CacheStats) Reset() {
 	*x = CacheStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2771,7 @@ func (x *CacheStats) String() string {
 func (*CacheStats) ProtoMessage() {}
 
 func (x *CacheStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[23]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2784,7 @@ func (x *CacheStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheStats.ProtoReflect.Descriptor instead.
 func (*CacheStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{23}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CacheStats) GetName() string {
@@ -2486,7 +2827,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2839,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[24]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2852,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{24}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListModelsResponse) GetGroups() []*ModelGroup {
@@ -2547,7 +2888,7 @@ type InvalidateCacheRequest struct {
 
 func (x *InvalidateCacheRequest) Reset() {
 	*x = InvalidateCacheRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2900,7 @@ func (x *InvalidateCacheRequest) String() string {
 func (*InvalidateCacheRequest) ProtoMessage() {}
 
 func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[25]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +2913,7 @@ func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheRequest.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{25}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InvalidateCacheRequest) GetNamespace() string {
@@ -2599,7 +2940,7 @@ type InvalidateCacheResponse struct {
 
 func (x *InvalidateCacheResponse) Reset() {
 	*x = InvalidateCacheResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2952,7 @@ func (x *InvalidateCacheResponse) String() string {
 func (*InvalidateCacheResponse) ProtoMessage() {}
 
 func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[26]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2965,7 @@ func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{26}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InvalidateCacheResponse) GetRemoved() uint64 {
@@ -2644,7 +2985,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2997,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[27]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +3010,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{27}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetStatsRequest) GetPeriod() StatsPeriod {
@@ -2702,7 +3043,7 @@ type CallStats struct {
 
 func (x *CallStats) Reset() {
 	*x = CallStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +3055,7 @@ func (x *CallStats) String() string {
 func (*CallStats) ProtoMessage() {}
 
 func (x *CallStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[28]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +3068,7 @@ func (x *CallStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallStats.ProtoReflect.Descriptor instead.
 func (*CallStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{28}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CallStats) GetRequests() uint64 {
@@ -2815,7 +3156,7 @@ type BudgetStatus struct {
 
 func (x *BudgetStatus) Reset() {
 	*x = BudgetStatus{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2827,7 +3168,7 @@ func (x *BudgetStatus) String() string {
 func (*BudgetStatus) ProtoMessage() {}
 
 func (x *BudgetStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[29]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2840,7 +3181,7 @@ func (x *BudgetStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetStatus.ProtoReflect.Descriptor instead.
 func (*BudgetStatus) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{29}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *BudgetStatus) GetMaxBudgetUsd() float64 {
@@ -2888,7 +3229,7 @@ type GroupStats struct {
 
 func (x *GroupStats) Reset() {
 	*x = GroupStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3241,7 @@ func (x *GroupStats) String() string {
 func (*GroupStats) ProtoMessage() {}
 
 func (x *GroupStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[30]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3254,7 @@ func (x *GroupStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStats.ProtoReflect.Descriptor instead.
 func (*GroupStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{30}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GroupStats) GetName() string {
@@ -2950,7 +3291,7 @@ type DeploymentStats struct {
 
 func (x *DeploymentStats) Reset() {
 	*x = DeploymentStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3303,7 @@ func (x *DeploymentStats) String() string {
 func (*DeploymentStats) ProtoMessage() {}
 
 func (x *DeploymentStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[31]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3316,7 @@ func (x *DeploymentStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentStats.ProtoReflect.Descriptor instead.
 func (*DeploymentStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{31}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeploymentStats) GetId() string {
@@ -3061,7 +3402,7 @@ type SpenderStats struct {
 
 func (x *SpenderStats) Reset() {
 	*x = SpenderStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3414,7 @@ func (x *SpenderStats) String() string {
 func (*SpenderStats) ProtoMessage() {}
 
 func (x *SpenderStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[32]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3427,7 @@ func (x *SpenderStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpenderStats.ProtoReflect.Descriptor instead.
 func (*SpenderStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{32}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SpenderStats) GetName() string {
@@ -3122,7 +3463,7 @@ type ProviderStats struct {
 
 func (x *ProviderStats) Reset() {
 	*x = ProviderStats{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3475,7 @@ func (x *ProviderStats) String() string {
 func (*ProviderStats) ProtoMessage() {}
 
 func (x *ProviderStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[33]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3488,7 @@ func (x *ProviderStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderStats.ProtoReflect.Descriptor instead.
 func (*ProviderStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{33}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ProviderStats) GetName() string {
@@ -3189,7 +3530,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[34]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3542,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_v1_gateway_proto_msgTypes[34]
+	mi := &file_switchboard_v1_gateway_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3555,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{34}
+	return file_switchboard_v1_gateway_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetStatsResponse) GetPeriod() StatsPeriod {
@@ -3281,7 +3622,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\bToolCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
-	"\targuments\x18\x03 \x01(\tR\targuments\"\xbc\x01\n" +
+	"\targuments\x18\x03 \x01(\tR\targuments\"\xef\x01\n" +
 	"\aMessage\x12(\n" +
 	"\x04role\x18\x01 \x01(\x0e2\x14.switchboard.v1.RoleR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
@@ -3289,7 +3630,29 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\n" +
 	"tool_calls\x18\x04 \x03(\v2\x18.switchboard.v1.ToolCallR\ttoolCalls\x12 \n" +
 	"\ftool_call_id\x18\x05 \x01(\tR\n" +
-	"toolCallId\"u\n" +
+	"toolCallId\x121\n" +
+	"\x05parts\x18\x06 \x03(\v2\x1b.switchboard.v1.ContentPartR\x05parts\"\xc1\x01\n" +
+	"\vContentPart\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x121\n" +
+	"\x05image\x18\x02 \x01(\v2\x19.switchboard.v1.ImagePartH\x00R\x05image\x121\n" +
+	"\x05audio\x18\x03 \x01(\v2\x19.switchboard.v1.AudioPartH\x00R\x05audio\x12.\n" +
+	"\x04file\x18\x04 \x01(\v2\x18.switchboard.v1.FilePartH\x00R\x04fileB\x06\n" +
+	"\x04part\"v\n" +
+	"\tImagePart\x12\x12\n" +
+	"\x03url\x18\x01 \x01(\tH\x00R\x03url\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detailB\b\n" +
+	"\x06source\"7\n" +
+	"\tAudioPart\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\"Y\n" +
+	"\bFilePart\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x1a\n" +
+	"\bfilename\x18\x03 \x01(\tR\bfilename\"u\n" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x127\n" +
@@ -3636,7 +3999,7 @@ func file_switchboard_v1_gateway_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_switchboard_v1_gateway_proto_goTypes = []any{
 	(Role)(0),                       // 0: switchboard.v1.Role
 	(FinishReason)(0),               // 1: switchboard.v1.FinishReason
@@ -3647,122 +4010,130 @@ var file_switchboard_v1_gateway_proto_goTypes = []any{
 	(StatsPeriod)(0),                // 6: switchboard.v1.StatsPeriod
 	(*ToolCall)(nil),                // 7: switchboard.v1.ToolCall
 	(*Message)(nil),                 // 8: switchboard.v1.Message
-	(*Tool)(nil),                    // 9: switchboard.v1.Tool
-	(*CacheControl)(nil),            // 10: switchboard.v1.CacheControl
-	(*CacheHit)(nil),                // 11: switchboard.v1.CacheHit
-	(*CompleteRequest)(nil),         // 12: switchboard.v1.CompleteRequest
-	(*ResponseFormat)(nil),          // 13: switchboard.v1.ResponseFormat
-	(*Usage)(nil),                   // 14: switchboard.v1.Usage
-	(*Attempt)(nil),                 // 15: switchboard.v1.Attempt
-	(*CompleteResponse)(nil),        // 16: switchboard.v1.CompleteResponse
-	(*RoutingDecision)(nil),         // 17: switchboard.v1.RoutingDecision
-	(*AutoDecision)(nil),            // 18: switchboard.v1.AutoDecision
-	(*ToolCallDelta)(nil),           // 19: switchboard.v1.ToolCallDelta
-	(*Delta)(nil),                   // 20: switchboard.v1.Delta
-	(*Final)(nil),                   // 21: switchboard.v1.Final
-	(*StreamCompleteResponse)(nil),  // 22: switchboard.v1.StreamCompleteResponse
-	(*ListModelsRequest)(nil),       // 23: switchboard.v1.ListModelsRequest
-	(*Deployment)(nil),              // 24: switchboard.v1.Deployment
-	(*Price)(nil),                   // 25: switchboard.v1.Price
-	(*SamplingDefaults)(nil),        // 26: switchboard.v1.SamplingDefaults
-	(*AutoRoute)(nil),               // 27: switchboard.v1.AutoRoute
-	(*ModelGroup)(nil),              // 28: switchboard.v1.ModelGroup
-	(*Alias)(nil),                   // 29: switchboard.v1.Alias
-	(*CacheStats)(nil),              // 30: switchboard.v1.CacheStats
-	(*ListModelsResponse)(nil),      // 31: switchboard.v1.ListModelsResponse
-	(*InvalidateCacheRequest)(nil),  // 32: switchboard.v1.InvalidateCacheRequest
-	(*InvalidateCacheResponse)(nil), // 33: switchboard.v1.InvalidateCacheResponse
-	(*GetStatsRequest)(nil),         // 34: switchboard.v1.GetStatsRequest
-	(*CallStats)(nil),               // 35: switchboard.v1.CallStats
-	(*BudgetStatus)(nil),            // 36: switchboard.v1.BudgetStatus
-	(*GroupStats)(nil),              // 37: switchboard.v1.GroupStats
-	(*DeploymentStats)(nil),         // 38: switchboard.v1.DeploymentStats
-	(*SpenderStats)(nil),            // 39: switchboard.v1.SpenderStats
-	(*ProviderStats)(nil),           // 40: switchboard.v1.ProviderStats
-	(*GetStatsResponse)(nil),        // 41: switchboard.v1.GetStatsResponse
-	nil,                             // 42: switchboard.v1.CompleteRequest.MetadataEntry
-	nil,                             // 43: switchboard.v1.CallStats.ErrorsEntry
-	(*structpb.Struct)(nil),         // 44: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 46: google.protobuf.Duration
+	(*ContentPart)(nil),             // 9: switchboard.v1.ContentPart
+	(*ImagePart)(nil),               // 10: switchboard.v1.ImagePart
+	(*AudioPart)(nil),               // 11: switchboard.v1.AudioPart
+	(*FilePart)(nil),                // 12: switchboard.v1.FilePart
+	(*Tool)(nil),                    // 13: switchboard.v1.Tool
+	(*CacheControl)(nil),            // 14: switchboard.v1.CacheControl
+	(*CacheHit)(nil),                // 15: switchboard.v1.CacheHit
+	(*CompleteRequest)(nil),         // 16: switchboard.v1.CompleteRequest
+	(*ResponseFormat)(nil),          // 17: switchboard.v1.ResponseFormat
+	(*Usage)(nil),                   // 18: switchboard.v1.Usage
+	(*Attempt)(nil),                 // 19: switchboard.v1.Attempt
+	(*CompleteResponse)(nil),        // 20: switchboard.v1.CompleteResponse
+	(*RoutingDecision)(nil),         // 21: switchboard.v1.RoutingDecision
+	(*AutoDecision)(nil),            // 22: switchboard.v1.AutoDecision
+	(*ToolCallDelta)(nil),           // 23: switchboard.v1.ToolCallDelta
+	(*Delta)(nil),                   // 24: switchboard.v1.Delta
+	(*Final)(nil),                   // 25: switchboard.v1.Final
+	(*StreamCompleteResponse)(nil),  // 26: switchboard.v1.StreamCompleteResponse
+	(*ListModelsRequest)(nil),       // 27: switchboard.v1.ListModelsRequest
+	(*Deployment)(nil),              // 28: switchboard.v1.Deployment
+	(*Price)(nil),                   // 29: switchboard.v1.Price
+	(*SamplingDefaults)(nil),        // 30: switchboard.v1.SamplingDefaults
+	(*AutoRoute)(nil),               // 31: switchboard.v1.AutoRoute
+	(*ModelGroup)(nil),              // 32: switchboard.v1.ModelGroup
+	(*Alias)(nil),                   // 33: switchboard.v1.Alias
+	(*CacheStats)(nil),              // 34: switchboard.v1.CacheStats
+	(*ListModelsResponse)(nil),      // 35: switchboard.v1.ListModelsResponse
+	(*InvalidateCacheRequest)(nil),  // 36: switchboard.v1.InvalidateCacheRequest
+	(*InvalidateCacheResponse)(nil), // 37: switchboard.v1.InvalidateCacheResponse
+	(*GetStatsRequest)(nil),         // 38: switchboard.v1.GetStatsRequest
+	(*CallStats)(nil),               // 39: switchboard.v1.CallStats
+	(*BudgetStatus)(nil),            // 40: switchboard.v1.BudgetStatus
+	(*GroupStats)(nil),              // 41: switchboard.v1.GroupStats
+	(*DeploymentStats)(nil),         // 42: switchboard.v1.DeploymentStats
+	(*SpenderStats)(nil),            // 43: switchboard.v1.SpenderStats
+	(*ProviderStats)(nil),           // 44: switchboard.v1.ProviderStats
+	(*GetStatsResponse)(nil),        // 45: switchboard.v1.GetStatsResponse
+	nil,                             // 46: switchboard.v1.CompleteRequest.MetadataEntry
+	nil,                             // 47: switchboard.v1.CallStats.ErrorsEntry
+	(*structpb.Struct)(nil),         // 48: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 50: google.protobuf.Duration
 }
 var file_switchboard_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: switchboard.v1.Message.role:type_name -> switchboard.v1.Role
 	7,  // 1: switchboard.v1.Message.tool_calls:type_name -> switchboard.v1.ToolCall
-	44, // 2: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
-	3,  // 3: switchboard.v1.CacheHit.kind:type_name -> switchboard.v1.CacheKind
-	45, // 4: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
-	8,  // 5: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
-	9,  // 6: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
-	10, // 7: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
-	42, // 8: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
-	13, // 9: switchboard.v1.CompleteRequest.response_format:type_name -> switchboard.v1.ResponseFormat
-	4,  // 10: switchboard.v1.ResponseFormat.type:type_name -> switchboard.v1.ResponseFormatType
-	44, // 11: switchboard.v1.ResponseFormat.schema:type_name -> google.protobuf.Struct
-	2,  // 12: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
-	46, // 13: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	8,  // 14: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
-	1,  // 15: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
-	14, // 16: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
-	15, // 17: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
-	17, // 18: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
-	11, // 19: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
-	46, // 20: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
-	18, // 21: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
-	19, // 22: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
-	1,  // 23: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
-	14, // 24: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
-	15, // 25: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
-	46, // 26: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
-	17, // 27: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
-	11, // 28: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
-	20, // 29: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
-	21, // 30: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
-	5,  // 31: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
-	45, // 32: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
-	25, // 33: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
-	24, // 34: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
-	26, // 35: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
-	25, // 36: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
-	25, // 37: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
-	27, // 38: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
-	28, // 39: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
-	29, // 40: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
-	30, // 41: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
-	6,  // 42: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
-	43, // 43: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
-	46, // 44: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
-	46, // 45: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
-	45, // 46: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
-	35, // 47: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
-	35, // 48: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
-	5,  // 49: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
-	45, // 50: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
-	35, // 51: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
-	36, // 52: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
-	36, // 53: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
-	6,  // 54: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
-	45, // 55: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
-	37, // 56: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
-	38, // 57: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
-	39, // 58: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
-	39, // 59: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
-	40, // 60: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
-	12, // 61: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
-	12, // 62: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
-	23, // 63: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	32, // 64: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
-	34, // 65: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
-	16, // 66: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
-	22, // 67: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
-	31, // 68: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	33, // 69: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
-	41, // 70: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
-	66, // [66:71] is the sub-list for method output_type
-	61, // [61:66] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	9,  // 2: switchboard.v1.Message.parts:type_name -> switchboard.v1.ContentPart
+	10, // 3: switchboard.v1.ContentPart.image:type_name -> switchboard.v1.ImagePart
+	11, // 4: switchboard.v1.ContentPart.audio:type_name -> switchboard.v1.AudioPart
+	12, // 5: switchboard.v1.ContentPart.file:type_name -> switchboard.v1.FilePart
+	48, // 6: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	3,  // 7: switchboard.v1.CacheHit.kind:type_name -> switchboard.v1.CacheKind
+	49, // 8: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
+	8,  // 9: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
+	13, // 10: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
+	14, // 11: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
+	46, // 12: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
+	17, // 13: switchboard.v1.CompleteRequest.response_format:type_name -> switchboard.v1.ResponseFormat
+	4,  // 14: switchboard.v1.ResponseFormat.type:type_name -> switchboard.v1.ResponseFormatType
+	48, // 15: switchboard.v1.ResponseFormat.schema:type_name -> google.protobuf.Struct
+	2,  // 16: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
+	50, // 17: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	8,  // 18: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
+	1,  // 19: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
+	18, // 20: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
+	19, // 21: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
+	21, // 22: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
+	15, // 23: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
+	50, // 24: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
+	22, // 25: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
+	23, // 26: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
+	1,  // 27: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
+	18, // 28: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
+	19, // 29: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
+	50, // 30: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
+	21, // 31: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
+	15, // 32: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
+	24, // 33: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
+	25, // 34: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
+	5,  // 35: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
+	49, // 36: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
+	29, // 37: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
+	28, // 38: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
+	30, // 39: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
+	29, // 40: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
+	29, // 41: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
+	31, // 42: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
+	32, // 43: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
+	33, // 44: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
+	34, // 45: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
+	6,  // 46: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
+	47, // 47: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
+	50, // 48: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
+	50, // 49: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
+	49, // 50: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
+	39, // 51: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
+	39, // 52: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
+	5,  // 53: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
+	49, // 54: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
+	39, // 55: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
+	40, // 56: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	40, // 57: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	6,  // 58: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
+	49, // 59: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
+	41, // 60: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
+	42, // 61: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
+	43, // 62: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
+	43, // 63: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
+	44, // 64: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
+	16, // 65: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
+	16, // 66: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
+	27, // 67: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	36, // 68: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
+	38, // 69: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
+	20, // 70: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
+	26, // 71: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
+	35, // 72: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	37, // 73: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
+	45, // 74: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
+	70, // [70:75] is the sub-list for method output_type
+	65, // [65:70] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_gateway_proto_init() }
@@ -3770,23 +4141,33 @@ func file_switchboard_v1_gateway_proto_init() {
 	if File_switchboard_v1_gateway_proto != nil {
 		return
 	}
-	file_switchboard_v1_gateway_proto_msgTypes[3].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[5].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[15].OneofWrappers = []any{
+	file_switchboard_v1_gateway_proto_msgTypes[2].OneofWrappers = []any{
+		(*ContentPart_Text)(nil),
+		(*ContentPart_Image)(nil),
+		(*ContentPart_Audio)(nil),
+		(*ContentPart_File)(nil),
+	}
+	file_switchboard_v1_gateway_proto_msgTypes[3].OneofWrappers = []any{
+		(*ImagePart_Url)(nil),
+		(*ImagePart_Data)(nil),
+	}
+	file_switchboard_v1_gateway_proto_msgTypes[7].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[9].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[19].OneofWrappers = []any{
 		(*StreamCompleteResponse_Delta)(nil),
 		(*StreamCompleteResponse_Final)(nil),
 	}
-	file_switchboard_v1_gateway_proto_msgTypes[17].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[19].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[21].OneofWrappers = []any{}
 	file_switchboard_v1_gateway_proto_msgTypes[23].OneofWrappers = []any{}
-	file_switchboard_v1_gateway_proto_msgTypes[31].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[27].OneofWrappers = []any{}
+	file_switchboard_v1_gateway_proto_msgTypes[35].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_gateway_proto_rawDesc), len(file_switchboard_v1_gateway_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

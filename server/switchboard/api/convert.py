@@ -37,22 +37,27 @@ from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.cache.service import CacheStats
 from switchboard.domain import (
     Attempt,
+    AudioPart,
     CacheControl,
     CacheFacts,
     CacheKind,
     Caller,
     Completion,
     CompletionRequest,
+    FilePart,
     FinishReason,
     FormatKind,
+    ImagePart,
     Message,
     Outcome,
+    Part,
     ResponseFormat,
     Role,
     RouteFacts,
     Sampling,
     StreamDelta,
     StreamFinal,
+    TextPart,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -71,6 +76,16 @@ MAX_MESSAGES = 2048
 # Message contents, tool call arguments and tool definitions together: about
 # half a million tokens, more than any model's context window.
 MAX_PROMPT_CHARS = 2_000_000
+# Multimodal parts: how many, how big inline, and where a URL may point.
+MAX_PARTS = 64
+MAX_TOTAL_PARTS = 256
+MAX_INLINE_BYTES = 5 * 1024 * 1024
+MAX_URL_CHARS = 8192
+URL_SCHEMES = frozenset({"https", "http"})
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+IMAGE_DETAILS = frozenset({"", "low", "high", "auto"})
+AUDIO_FORMATS = frozenset({"wav", "mp3"})
+FILE_TYPES = frozenset({"application/pdf", "text/plain", "text/markdown", "text/csv"})
 MAX_TOOLS = 128
 MAX_TOOL_CALLS = 128
 # Tool calls in the whole conversation: an agent's long history fits, while
@@ -243,7 +258,12 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         bad("tool_choice", "required needs at least one tool")
 
     prompt_chars = (
-        sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+        sum(
+            len(m.content)
+            + sum(len(c.arguments) for c in m.tool_calls)
+            + sum(len(p.text) for p in m.parts if isinstance(p, TextPart))
+            for m in messages
+        )
         + sum(len(t.description) for t in tools)
         + budget.chars
     )
@@ -396,6 +416,14 @@ def _counts(msg: pb.CompleteRequest, bad: _Bad) -> None:
             bad(f"messages[{i}].tool_calls", f"at most {MAX_TOOL_CALLS} tool calls")
     if calls > MAX_TOTAL_TOOL_CALLS:
         bad("messages", f"{calls} tool calls in all; at most {MAX_TOTAL_TOOL_CALLS}")
+    parts = 0
+    for i, m in enumerate(msg.messages):
+        count = len(m.parts)
+        parts += count
+        if count > MAX_PARTS:
+            bad(f"messages[{i}].parts", f"at most {MAX_PARTS} parts")
+    if parts > MAX_TOTAL_PARTS:
+        bad("messages", f"{parts} content parts in all; at most {MAX_TOTAL_PARTS}")
 
 
 def _messages(pb_messages: Sequence[pb.Message], bad: _Violations) -> tuple[Message, ...]:
@@ -427,8 +455,13 @@ def _message(m: pb.Message, path: str, bad: _Bad) -> Message:
         bad(f"{path}.name", f"at most {MAX_NAME_CHARS} characters")
     if has_calls and role is not Role.ASSISTANT:
         bad(f"{path}.tool_calls", "only assistant messages carry tool calls")
+    parts: tuple[Part, ...] = ()
+    if len(m.parts) > 0:
+        parts = tuple(
+            _part(part, f"{path}.parts[{j}]", role, bad) for j, part in enumerate(m.parts)
+        )
     # Some providers refuse empty text blocks; an assistant turn may be only calls.
-    if known is Role.USER and not content:
+    if known is Role.USER and not content and not parts:
         bad(f"{path}.content", "a user message must not be empty")
     if role is Role.ASSISTANT and not content and not has_calls:
         bad(f"{path}.content", "an assistant message needs content or tool calls")
@@ -438,8 +471,70 @@ def _message(m: pb.Message, path: str, bad: _Bad) -> Message:
             _call(call, f"{path}.tool_calls[{j}]", bad) for j, call in enumerate(pb_calls)
         )
     return Message(
-        role=role, content=content, name=name, tool_calls=calls, tool_call_id=tool_call_id
+        role=role,
+        content=content,
+        name=name,
+        tool_calls=calls,
+        tool_call_id=tool_call_id,
+        parts=parts,
     )
+
+
+def _part(part: pb.ContentPart, path: str, role: Role, bad: _Bad) -> Part:
+    """One content part, bounded: inline bytes by size, URLs by scheme and length."""
+    kind = part.WhichOneof("part")
+    if kind == "text":
+        if not part.text:
+            bad(f"{path}.text", "must not be empty")
+        return TextPart(part.text)
+    if kind is None:
+        bad(path, "must be a text, image, audio or file part")
+        return TextPart("")
+    if role is not Role.USER:
+        bad(path, f"{kind} parts belong in user messages only")
+    if kind == "image":
+        image = part.image
+        detail = image.detail
+        if detail not in IMAGE_DETAILS:
+            bad(f"{path}.image.detail", "must be low, high or auto")
+        if image.WhichOneof("source") == "url":
+            url = image.url
+            _url(url, f"{path}.image.url", bad)
+            return ImagePart(url=url, detail=detail)
+        data, media_type = image.data, image.media_type
+        _inline(data, f"{path}.image.data", bad)
+        if media_type not in IMAGE_TYPES:
+            bad(f"{path}.image.media_type", f"must be one of {', '.join(sorted(IMAGE_TYPES))}")
+        return ImagePart(data=data, media_type=media_type, detail=detail)
+    if kind == "audio":
+        audio = part.audio
+        _inline(audio.data, f"{path}.audio.data", bad)
+        if audio.format not in AUDIO_FORMATS:
+            bad(f"{path}.audio.format", "must be wav or mp3")
+        return AudioPart(data=audio.data, format=audio.format)
+    file = part.file
+    _inline(file.data, f"{path}.file.data", bad)
+    if file.media_type not in FILE_TYPES:
+        bad(f"{path}.file.media_type", f"must be one of {', '.join(sorted(FILE_TYPES))}")
+    if len(file.filename) > MAX_NAME_CHARS:
+        bad(f"{path}.file.filename", f"at most {MAX_NAME_CHARS} characters")
+    return FilePart(data=file.data, media_type=file.media_type, filename=file.filename)
+
+
+def _url(url: str, path: str, bad: _Bad) -> None:
+    if len(url) > MAX_URL_CHARS:
+        bad(path, f"at most {MAX_URL_CHARS} characters")
+        return
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in URL_SCHEMES or not rest:
+        bad(path, "must be an https:// or http:// URL (inline bytes go in data)")
+
+
+def _inline(data: bytes, path: str, bad: _Bad) -> None:
+    if not data:
+        bad(path, "must not be empty")
+    elif len(data) > MAX_INLINE_BYTES:
+        bad(path, f"{len(data)} bytes; at most {MAX_INLINE_BYTES}")
 
 
 def _call(call: pb.ToolCall, path: str, bad: _Bad) -> ToolCall:

@@ -16,7 +16,17 @@ import hashlib
 import json
 from typing import Any
 
-from switchboard.domain import Caller, CompletionRequest, Message, Sampling, Tool
+from switchboard.domain import (
+    AudioPart,
+    Caller,
+    CompletionRequest,
+    ImagePart,
+    Message,
+    Part,
+    Sampling,
+    TextPart,
+    Tool,
+)
 
 # Bumped whenever the key's material changes, so old entries are never read as new.
 KEY_VERSION = 1
@@ -62,8 +72,11 @@ class CacheKeys:
             context: list[Any] = [_message(m) for m in messages[:-1]]
             if messages:
                 last = messages[-1]
-                # Its role, name and tool calls are context too; only its text is compared.
+                # Its role, name, tool calls and parts are context too; only its text is
+                # compared (an image is never "similar" to another).
                 context.append([last.role.value, last.name, [list(c) for c in _calls(last)]])
+                if last.parts:
+                    context.append([_part(p) for p in last.parts])
             self._partition = _digest([*self._head, context])
         return self._partition
 
@@ -124,4 +137,20 @@ def _calls(m: Message) -> list[tuple[str, str, str]]:
 
 
 def _message(m: Message) -> list[Any]:
-    return [m.role.value, m.content, m.name, [list(c) for c in _calls(m)], m.tool_call_id]
+    key = [m.role.value, m.content, m.name, [list(c) for c in _calls(m)], m.tool_call_id]
+    if m.parts:
+        # Absent when there are none, so text-only keys stay what they were.
+        key.append([_part(p) for p in m.parts])
+    return key
+
+
+def _part(part: Part) -> list[Any]:
+    """A part as key material: bytes by their digest, so a key never holds an image."""
+    if isinstance(part, TextPart):
+        return ["text", part.text]
+    if isinstance(part, ImagePart):
+        source = part.url or hashlib.sha256(part.data).hexdigest()
+        return ["image", source, part.media_type, part.detail]
+    if isinstance(part, AudioPart):
+        return ["audio", hashlib.sha256(part.data).hexdigest(), part.format]
+    return ["file", hashlib.sha256(part.data).hexdigest(), part.media_type, part.filename]

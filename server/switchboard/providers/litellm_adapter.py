@@ -72,13 +72,17 @@ LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 
 
 def _quiet_litellm() -> None:
-    """No banners on stdout and no provider text in litellm's own log records.
+    """No banners on stdout, no provider text in litellm's own log records, no downloads.
 
     litellm prints "Give Feedback / Get Help" lines on every provider error
     unless `suppress_debug_info` is set; the provider's words reach our log
     only through `openai_wire.upstream_failure`, redacted.
     """
     litellm.suppress_debug_info = True
+    # Counting a stream's tokens for a llama-3 model, litellm would fetch a tokenizer
+    # from huggingface.co, retrying with blocking sleeps on the event loop (about 23 s
+    # offline): its bundled tokenizers are enough for us.
+    litellm.disable_hf_tokenizer_download = True
     for name in LITELLM_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 

@@ -11,6 +11,7 @@ them on the wire). No litellm import here: the fast path must not pay for it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -19,13 +20,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from switchboard.domain import (
+    AudioPart,
     CompletionRequest,
     FinishReason,
+    ImagePart,
     Message,
     ProviderChunk,
     ProviderResponse,
     Role,
     Sampling,
+    TextPart,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -97,7 +101,10 @@ def tool_choice(choice: str) -> str | dict[str, Any]:
 
 
 def message_dict(message: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": message.role.value, "content": message.content}
+    content: str | list[dict[str, Any]] = message.content
+    if message.parts:
+        content = content_parts(message)
+    out: dict[str, Any] = {"role": message.role.value, "content": content}
     if message.name:
         out["name"] = message.name
     if message.tool_calls:
@@ -108,6 +115,33 @@ def message_dict(message: Message) -> dict[str, Any]:
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
     return out
+
+
+def content_parts(message: Message) -> list[dict[str, Any]]:
+    """OpenAI's content parts (litellm translates them for other providers)."""
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            image: dict[str, Any] = {"url": part.data_url()}
+            if part.detail:
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+        elif isinstance(part, AudioPart):
+            data = base64.b64encode(part.data).decode()
+            parts.append(
+                {"type": "input_audio", "input_audio": {"data": data, "format": part.format}}
+            )
+        else:
+            encoded = base64.b64encode(part.data).decode()
+            file: dict[str, Any] = {"file_data": f"data:{part.media_type};base64,{encoded}"}
+            if part.filename:
+                file["filename"] = part.filename
+            parts.append({"type": "file", "file": file})
+    return parts
 
 
 # --- answers -------------------------------------------------------------------

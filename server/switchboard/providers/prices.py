@@ -72,6 +72,8 @@ class ModelPrice:
     # (threshold, rates), ascending: a prompt above a threshold bills at its rates.
     tiers: tuple[tuple[float, Rates], ...] = ()
     inclusive_threshold: bool = False
+    # litellm's `supports_vision` for the model (None: the map does not say).
+    supports_vision: bool | None = None
 
     def cost(self, usage: Usage) -> float:
         rates = self.base
@@ -192,11 +194,13 @@ def _model_price(info: Mapping[str, Any]) -> ModelPrice | None:
         cache_read = _rate(info, f"cache_read_input_token_cost{suffix}", cache_read)
         rates = Rates(input_rate, output_rate, input_rate if cache_read is None else cache_read)
         tiers.append((threshold, rates))
+    vision = info.get("supports_vision")
     return ModelPrice(
         provider=provider,
         base=base,
         tiers=tuple(tiers),
         inclusive_threshold=provider in INCLUSIVE_THRESHOLD_PROVIDERS,
+        supports_vision=vision if isinstance(vision, bool) else None,
     )
 
 

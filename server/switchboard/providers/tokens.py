@@ -21,8 +21,9 @@ from typing import Protocol
 
 import tiktoken
 
-from switchboard.domain import CompletionRequest
+from switchboard.domain import CompletionRequest, TextPart
 from switchboard.providers.bundled import TOKENIZERS, BundledDataError, litellm_file
+from switchboard.providers.image_tokens import part_tokens
 
 # OpenAI's chat framing: tokens per message, and to prime the reply.
 PER_MESSAGE = 3
@@ -131,6 +132,11 @@ class PromptEstimator:
         total = REPLY_PRIMING
         for message in request.messages:
             total += PER_MESSAGE + PER_ROLE + self.count(message.content)
+            for part in message.parts:
+                if isinstance(part, TextPart):
+                    total += self.count(part.text)
+                else:
+                    total += part_tokens(part)
             if message.name:
                 total += PER_NAME + self.count(message.name)
             for call in message.tool_calls:

@@ -61,9 +61,12 @@ class Router:
         pre_call_checks: bool = True,
         paused: Callable[[Deployment], float | None] | None = None,
         observer: RouterObserver | None = None,
+        vision: Callable[[Deployment], bool] | None = None,
     ) -> None:
-        """`paused`: when a deployment may be used again (its provider over budget), or None."""
+        """`paused`: when a deployment may be used again (its provider over budget), or None;
+        `vision`: whether a deployment takes images (None: all do)."""
         self._observer = observer
+        self._vision = vision
         self._groups = groups
         self._paused = paused
         self._strategy = strategy
@@ -76,7 +79,13 @@ class Router:
     def strategy_name(self) -> str:
         return self._strategy.name
 
-    def eligible(self, group: str, *, exclude: Collection[str], prompt_tokens: int) -> Eligible:
+    def takes_images(self, deployment: Deployment) -> bool:
+        return self._vision is None or self._vision(deployment)
+
+    def eligible(
+        self, group: str, *, exclude: Collection[str], prompt_tokens: int, images: bool = False
+    ) -> Eligible:
+        """`images`: the request has images, and only deployments with vision may take it."""
         candidates: list[Deployment] = []
         ramping: list[Deployment] = []
         too_small: list[Deployment] = []
@@ -84,6 +93,8 @@ class Router:
         cooling_for_quota = True
         for deployment in self._groups[group]:
             if deployment.id in exclude:
+                continue
+            if images and not self.takes_images(deployment):
                 continue
             limit = deployment.max_input_tokens
             if self._pre_call_checks and limit is not None and prompt_tokens > limit:

@@ -442,6 +442,45 @@ export interface Message {
   toolCalls: ToolCall[];
   /** The call a tool message answers. */
   toolCallId: string;
+  /**
+   * Multimodal content, in order: text, images, audio, files. `content`, when set
+   * too, comes first as a text part.
+   */
+  parts: ContentPart[];
+}
+
+/** One part of a message's content. */
+export interface ContentPart {
+  text?: string | undefined;
+  image?: ImagePart | undefined;
+  audio?: AudioPart | undefined;
+  file?: FilePart | undefined;
+}
+
+/** An image, by URL (https or http) or inline. */
+export interface ImagePart {
+  url?: string | undefined;
+  data?:
+    | Buffer
+    | undefined;
+  /** With `data`: image/png, image/jpeg, image/gif or image/webp. */
+  mediaType: string;
+  /** `low`, `high` or `auto` (empty): how closely the model looks, and what it costs. */
+  detail: string;
+}
+
+/** Inline audio (where the provider takes it). */
+export interface AudioPart {
+  data: Buffer;
+  /** `wav` or `mp3`. */
+  format: string;
+}
+
+/** An inline file, a PDF say (where the provider takes it). */
+export interface FilePart {
+  data: Buffer;
+  mediaType: string;
+  filename: string;
 }
 
 /** A function the model may call. */
@@ -980,7 +1019,7 @@ export const ToolCall: MessageFns<ToolCall> = {
 };
 
 function createBaseMessage(): Message {
-  return { role: 0, content: "", name: "", toolCalls: [], toolCallId: "" };
+  return { role: 0, content: "", name: "", toolCalls: [], toolCallId: "", parts: [] };
 }
 
 export const Message: MessageFns<Message> = {
@@ -999,6 +1038,9 @@ export const Message: MessageFns<Message> = {
     }
     if (message.toolCallId !== "") {
       writer.uint32(42).string(message.toolCallId);
+    }
+    for (const v of message.parts) {
+      ContentPart.encode(v!, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -1056,6 +1098,14 @@ export const Message: MessageFns<Message> = {
             message.toolCallId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.parts.push(ContentPart.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1083,6 +1133,7 @@ export const Message: MessageFns<Message> = {
         : isSet(object.tool_call_id)
         ? globalThis.String(object.tool_call_id)
         : "",
+      parts: globalThis.Array.isArray(object?.parts) ? object.parts.map((e: any) => ContentPart.fromJSON(e)) : [],
     };
   },
 
@@ -1103,6 +1154,9 @@ export const Message: MessageFns<Message> = {
     if (message.toolCallId !== "") {
       obj.toolCallId = message.toolCallId;
     }
+    if (message.parts?.length) {
+      obj.parts = message.parts.map((e) => ContentPart.toJSON(e));
+    }
     return obj;
   },
 
@@ -1116,6 +1170,439 @@ export const Message: MessageFns<Message> = {
     message.name = object.name ?? "";
     message.toolCalls = object.toolCalls?.map((e) => ToolCall.fromPartial(e)) || [];
     message.toolCallId = object.toolCallId ?? "";
+    message.parts = object.parts?.map((e) => ContentPart.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContentPart(): ContentPart {
+  return { text: undefined, image: undefined, audio: undefined, file: undefined };
+}
+
+export const ContentPart: MessageFns<ContentPart> = {
+  encode(message: ContentPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== undefined) {
+      writer.uint32(10).string(message.text);
+    }
+    if (message.image !== undefined) {
+      ImagePart.encode(message.image, writer.uint32(18).fork()).join();
+    }
+    if (message.audio !== undefined) {
+      AudioPart.encode(message.audio, writer.uint32(26).fork()).join();
+    }
+    if (message.file !== undefined) {
+      FilePart.encode(message.file, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContentPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContentPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = ImagePart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.audio = AudioPart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.file = FilePart.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContentPart {
+    return {
+      text: isSet(object.text) ? globalThis.String(object.text) : undefined,
+      image: isSet(object.image) ? ImagePart.fromJSON(object.image) : undefined,
+      audio: isSet(object.audio) ? AudioPart.fromJSON(object.audio) : undefined,
+      file: isSet(object.file) ? FilePart.fromJSON(object.file) : undefined,
+    };
+  },
+
+  toJSON(message: ContentPart): unknown {
+    const obj: any = {};
+    if (message.text !== undefined) {
+      obj.text = message.text;
+    }
+    if (message.image !== undefined) {
+      obj.image = ImagePart.toJSON(message.image);
+    }
+    if (message.audio !== undefined) {
+      obj.audio = AudioPart.toJSON(message.audio);
+    }
+    if (message.file !== undefined) {
+      obj.file = FilePart.toJSON(message.file);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContentPart>): ContentPart {
+    return ContentPart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContentPart>): ContentPart {
+    const message = createBaseContentPart();
+    message.text = object.text ?? undefined;
+    message.image = (object.image !== undefined && object.image !== null)
+      ? ImagePart.fromPartial(object.image)
+      : undefined;
+    message.audio = (object.audio !== undefined && object.audio !== null)
+      ? AudioPart.fromPartial(object.audio)
+      : undefined;
+    message.file = (object.file !== undefined && object.file !== null) ? FilePart.fromPartial(object.file) : undefined;
+    return message;
+  },
+};
+
+function createBaseImagePart(): ImagePart {
+  return { url: undefined, data: undefined, mediaType: "", detail: "" };
+}
+
+export const ImagePart: MessageFns<ImagePart> = {
+  encode(message: ImagePart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== undefined) {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.data !== undefined) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.mediaType !== "") {
+      writer.uint32(26).string(message.mediaType);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mediaType = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePart {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : undefined,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : undefined,
+      mediaType: isSet(object.mediaType)
+        ? globalThis.String(object.mediaType)
+        : isSet(object.media_type)
+        ? globalThis.String(object.media_type)
+        : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: ImagePart): unknown {
+    const obj: any = {};
+    if (message.url !== undefined) {
+      obj.url = message.url;
+    }
+    if (message.data !== undefined) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.mediaType !== "") {
+      obj.mediaType = message.mediaType;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImagePart>): ImagePart {
+    return ImagePart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImagePart>): ImagePart {
+    const message = createBaseImagePart();
+    message.url = object.url ?? undefined;
+    message.data = object.data ?? undefined;
+    message.mediaType = object.mediaType ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseAudioPart(): AudioPart {
+  return { data: Buffer.alloc(0), format: "" };
+}
+
+export const AudioPart: MessageFns<AudioPart> = {
+  encode(message: AudioPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.format !== "") {
+      writer.uint32(18).string(message.format);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AudioPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAudioPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AudioPart {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+    };
+  },
+
+  toJSON(message: AudioPart): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AudioPart>): AudioPart {
+    return AudioPart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AudioPart>): AudioPart {
+    const message = createBaseAudioPart();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.format = object.format ?? "";
+    return message;
+  },
+};
+
+function createBaseFilePart(): FilePart {
+  return { data: Buffer.alloc(0), mediaType: "", filename: "" };
+}
+
+export const FilePart: MessageFns<FilePart> = {
+  encode(message: FilePart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.mediaType !== "") {
+      writer.uint32(18).string(message.mediaType);
+    }
+    if (message.filename !== "") {
+      writer.uint32(26).string(message.filename);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FilePart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFilePart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mediaType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.filename = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FilePart {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      mediaType: isSet(object.mediaType)
+        ? globalThis.String(object.mediaType)
+        : isSet(object.media_type)
+        ? globalThis.String(object.media_type)
+        : "",
+      filename: isSet(object.filename) ? globalThis.String(object.filename) : "",
+    };
+  },
+
+  toJSON(message: FilePart): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.mediaType !== "") {
+      obj.mediaType = message.mediaType;
+    }
+    if (message.filename !== "") {
+      obj.filename = message.filename;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FilePart>): FilePart {
+    return FilePart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FilePart>): FilePart {
+    const message = createBaseFilePart();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.mediaType = object.mediaType ?? "";
+    message.filename = object.filename ?? "";
     return message;
   },
 };
@@ -6483,6 +6970,14 @@ export const GatewayClient = makeGenericClientConstructor(GatewayService, "switc
   service: typeof GatewayService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
