@@ -242,6 +242,44 @@ class ResponseFormat:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """Options some providers take; unset (None, empty) ones are not sent."""
+
+    user: str = ""
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str = ""
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    extra_params: Mapping[str, Any] = field(default_factory=dict)
+    # Answers to generate; None: one.
+    n: int | None = None
+
+    @property
+    def answers(self) -> int:
+        return self.n or 1
+
+    def openai(self) -> dict[str, Any]:
+        """The options set, under OpenAI's names (extra_params not included)."""
+        fields: dict[str, Any] = {}
+        if self.user:
+            fields["user"] = self.user
+        if self.parallel_tool_calls is not None:
+            fields["parallel_tool_calls"] = self.parallel_tool_calls
+        if self.reasoning_effort:
+            fields["reasoning_effort"] = self.reasoning_effort
+        if self.logit_bias:
+            fields["logit_bias"] = {str(k): v for k, v in self.logit_bias.items()}
+        if self.logprobs is not None:
+            fields["logprobs"] = self.logprobs
+        if self.top_logprobs is not None:
+            fields["top_logprobs"] = self.top_logprobs
+        if self.n is not None:
+            fields["n"] = self.n
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
 class CompletionRequest:
     """A validated request for a model group or alias."""
 
@@ -262,6 +300,7 @@ class CompletionRequest:
     response_format: ResponseFormat | None = None
     # Check the answer against `response_format`; None: the server's setting.
     validate_json: bool | None = None
+    options: RequestOptions = RequestOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +334,8 @@ class ProviderResponse:
     finish_reason: FinishReason
     usage: Usage
     rate_limit: RateLimitHint | None = None
+    # Every answer, in order, when several were asked for (n > 1); `message` is the first.
+    choices: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,7 +323,10 @@ class Gateway:
     @staticmethod
     def _storable(request: CompletionRequest, text: str) -> bool:
         """A JSON answer is cached only if it is the JSON asked for, checked or not:
-        a caller that validates must never be served one that fails."""
+        a caller that validates must never be served one that fails. Several answers
+        (n > 1) are not cached: an entry holds one."""
+        if request.options.answers > 1:
+            return False
         rf = request.response_format
         if rf is None or not rf.wants_json:
             return True
@@ -344,9 +347,8 @@ class Gateway:
                         # A provider that reports no usage is charged the whole reservation;
                         # an answer refused below was paid for all the same.
                         attempt.commit(response.usage.total_tokens or attempt.reservation.tokens)
-                        self._check_output(
-                            request, attempt, response.message.content, response.usage
-                        )
+                        for answer in response.choices or (response.message,):
+                            self._check_output(request, attempt, answer.content, response.usage)
                         attempt.span.succeeded(response)
                         attempt.span_ended()
                 except ProviderError as err:
@@ -374,6 +376,8 @@ class Gateway:
         """
         started = self._clock()
         self._recorder.call_started(request)
+        if request.options.answers > 1:
+            raise InvalidRequest([FieldViolation("n", "StreamComplete streams one answer: n 1")])
         request = self._aliases.expand(request)
         log = _CallLog()
         events = self._cached_stream(request, deadline, log)
@@ -748,7 +752,10 @@ class Gateway:
                         candidates=picked.candidates,
                         timeout_s=timeout_s,
                         span=self._recorder.attempt(
-                            picked.deployment, request, stream=call.kind is CallKind.STREAM
+                            picked.deployment,
+                            request,
+                            stream=call.kind is CallKind.STREAM,
+                            dropped=self._provider.dropped_params(picked.deployment, request),
                         ),
                         counts=self._counts,
                         clock=self._clock,
@@ -881,7 +888,8 @@ class Gateway:
         return None
 
     def _output_reservation(self, request: CompletionRequest, deployment: Deployment) -> int:
-        return (
+        """The output a call may produce: n answers of up to max_tokens each."""
+        return request.options.answers * (
             request.sampling.max_tokens
             or deployment.max_output_tokens
             or self._settings.limits.default_max_tokens

@@ -6,8 +6,8 @@ in its persona's native format: OpenAI's chat completions (also Azure, Groq
 and Mistral, each with its own stream quirks), Anthropic's messages,
 Bedrock's Converse and ConverseStream (AWS's binary event stream), Gemini's
 generateContent and Ollama's /api/chat. The persona knows the wire format
-only; what to say (text or a tool call, whole or streamed, how many tokens)
-is the test's `Reply`.
+only; what to say (text, a tool call or a structured answer, whole or
+streamed, how many tokens) is the test's `Reply`.
 
 The servers run on their own event loop in a thread (`CaptureLoop`), as a
 real provider is another party: litellm makes some calls with a blocking
@@ -54,10 +54,18 @@ class ToolCallReply:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the provider answers: text or one tool call, whole or streamed."""
+    """What the provider answers: text, one tool call or a structured answer, whole or
+    streamed.
+
+    `structured` answers a `response_format`, as the provider would answer what
+    litellm asked of it: JSON text, or, when the request forces one tool (litellm's
+    way with Bedrock, and with Groq models it deems without native schemas), a call
+    of that tool with the structured answer as its arguments.
+    """
 
     text: str = ""
     tool_call: ToolCallReply | None = None
+    structured: Mapping[str, Any] | None = None
     stream: bool = False
     # The text in the pieces it is streamed in; `text` is their concatenation.
     pieces: tuple[str, ...] = ()
@@ -66,6 +74,18 @@ class Reply:
 
     def chunks(self) -> tuple[str, ...]:
         return self.pieces or (self.text,)
+
+    def text_for(self, forced_tool: str | None) -> str:
+        """The answer's text, for a request that forced `forced_tool` (or none)."""
+        if self.structured is None:
+            return self.text
+        return "" if forced_tool is not None else json.dumps(self.structured)
+
+    def call_for(self, forced_tool: str | None) -> ToolCallReply | None:
+        """The answer's tool call, for a request that forced `forced_tool` (or none)."""
+        if self.structured is not None and forced_tool is not None:
+            return ToolCallReply(forced_tool, self.structured)
+        return self.tool_call
 
 
 class Persona(Protocol):
@@ -259,17 +279,17 @@ class OpenAIChat:
             return await _send(
                 request, "text/event-stream", self._stream(body, reply), self.headers
             )
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+        choice = body.get("tool_choice") if isinstance(body, dict) else None
+        forced = choice["function"]["name"] if isinstance(choice, dict) else None
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text_for(forced) or None}
         finish = "stop"
-        if reply.tool_call is not None:
+        call = reply.call_for(forced)
+        if call is not None:
             message["tool_calls"] = [
                 {
                     "id": "call_capture",
                     "type": "function",
-                    "function": {
-                        "name": reply.tool_call.name,
-                        "arguments": json.dumps(reply.tool_call.arguments),
-                    },
+                    "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
                 }
             ]
             finish = "tool_calls"
@@ -329,8 +349,9 @@ class AnthropicMessages:
         if reply.stream:
             return await _send(request, "text/event-stream", self._stream(reply), headers)
         content: list[dict[str, Any]] = []
-        if reply.text:
-            content.append({"type": "text", "text": reply.text})
+        text = reply.text_for(None)  # structured output: `output_format`, answered as text
+        if text:
+            content.append({"type": "text", "text": text})
         stop = "end_turn"
         if reply.tool_call is not None:
             content.append(
@@ -429,17 +450,21 @@ class BedrockConverse:
                 aws_event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}}),
             ]
             return await _send(request, "application/vnd.amazon.eventstream", frames, headers)
+        choice = body.get("toolConfig", {}).get("toolChoice", {}) if body else {}
+        forced = choice["tool"]["name"] if "tool" in choice else None
         content: list[dict[str, Any]] = []
-        if reply.text:
-            content.append({"text": reply.text})
+        text = reply.text_for(forced)
+        if text:
+            content.append({"text": text})
         stop = "end_turn"
-        if reply.tool_call is not None:
+        call = reply.call_for(forced)
+        if call is not None:
             content.append(
                 {
                     "toolUse": {
                         "toolUseId": "tooluse_capture",
-                        "name": reply.tool_call.name,
-                        "input": dict(reply.tool_call.arguments),
+                        "name": call.name,
+                        "input": dict(call.arguments),
                     }
                 }
             )
@@ -491,8 +516,8 @@ class GeminiGenerate:
                 request, "text/event-stream", sse([(None, e) for e in events], newline="\r\n"), {}
             )
         parts: list[dict[str, Any]] = []
-        if reply.text:
-            parts.append({"text": reply.text})
+        if reply.text_for(None):
+            parts.append({"text": reply.text_for(None)})
         if reply.tool_call is not None:
             parts.append(
                 {
@@ -539,7 +564,7 @@ class OllamaChat:
             ]
             lines.append(self._done(reply, {"role": "assistant", "content": ""}))
             return await _send(request, "application/x-ndjson", ndjson(lines), {})
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text_for(None)}
         if reply.tool_call is not None:
             message["tool_calls"] = [
                 {

@@ -3,9 +3,13 @@
 `check_request` compares, in this order, so that a failure names what moved:
 the target (method, path as sent, query), the credential headers (which
 ones, and their exact values; a SigV4 signature is recomputed with botocore
-from the fake keys), each named fact of the contract (the system prompt,
-max tokens, the tool schema, ...) at its JSON pointer, and then the whole
-body, exactly.
+from the fake keys), every other pinned header (exact, or absent in the modes
+that do not pin it), each named fact of the mode (the system prompt, max
+tokens, the tool schema, the answer's schema, the image, ...) at its JSON
+pointer, and then the whole body, exactly.
+
+`check_structured_answer` holds a JSON_SCHEMA answer's text to the schema
+(with jsonschema) and to the facts the provider answered.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from urllib.parse import parse_qsl, urlencode
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from jsonschema import Draft202012Validator
 
 from .capture import Recorded
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .canonical import Mode
     from .contracts import Contract
 
@@ -59,14 +66,27 @@ def at(document: Any, pointer: str) -> Any:
     return value
 
 
-def without(document: Any, pointer: str) -> Any:
-    """A copy of `document` with the value at `pointer` removed."""
+def _holder(document: Any, pointer: str) -> tuple[Any, Any, Any]:
+    """A copy of `document`, the object or list that holds `pointer`'s value, and its key."""
     out = copy.deepcopy(document)
     *parents, last = _steps(pointer)
     holder = out
     for step in parents:
         holder = holder[int(step)] if isinstance(holder, list) else holder[step]
-    del holder[int(last) if isinstance(holder, list) else last]
+    return out, holder, int(last) if isinstance(holder, list) else last
+
+
+def without(document: Any, pointer: str) -> Any:
+    """A copy of `document` with the value at `pointer` removed."""
+    out, holder, key = _holder(document, pointer)
+    del holder[key]
+    return out
+
+
+def replaced(document: Any, pointer: str, value: Any) -> Any:
+    """A copy of `document` with `value` at `pointer` instead."""
+    out, holder, key = _holder(document, pointer)
+    holder[key] = value
     return out
 
 
@@ -134,17 +154,27 @@ def check_request(contract: Contract, mode: Mode, requests: list[Recorded]) -> N
         expected_credentials.add("authorization")
     sent_credentials = {h for h in CREDENTIAL_HEADERS if h in recorded.headers}
     assert sent_credentials == expected_credentials, f"{where}: which headers carry credentials"
-    for name, value in contract.headers.items():
-        assert recorded.headers.get(name) == value, f"{where}: header {name}"
+    headers = contract.headers_for(mode)
+    for name in contract.header_names():
+        assert recorded.headers.get(name) == headers.get(name), f"{where}: header {name}"
     if contract.sigv4 is not None:
         contract.sigv4.check(recorded)
 
     body = contract.body_for(mode)
-    for fact, pointer in contract.where.items():
-        pinned = at(body, pointer)
-        if pinned is not MISSING:  # a fact of another mode
-            assert at(recorded.body, pointer) == pinned, f"{where}: the {fact} at {pointer}"
+    for fact, pointer in contract.facts_for(mode).items():
+        assert at(recorded.body, pointer) == at(body, pointer), f"{where}: the {fact} at {pointer}"
     assert recorded.body == body, f"{where}: the whole body"
+
+
+def check_structured_answer(text: str, schema: Mapping[str, Any], answered: Any) -> None:
+    """`text` is JSON that conforms to `schema`, and is what the provider `answered`."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise AssertionError(f"the answer is not JSON: {text!r}") from exc
+    errors = [e.message for e in Draft202012Validator(dict(schema)).iter_errors(value)]
+    assert errors == [], f"the answer does not conform to the schema: {errors}"
+    assert value == answered, "the answer is not what the provider answered"
 
 
 def synthesize(contract: Contract, mode: Mode, body: Any = MISSING) -> Recorded:
@@ -153,7 +183,7 @@ def synthesize(contract: Contract, mode: Mode, body: Any = MISSING) -> Recorded:
     body = contract.body_for(mode) if body is MISSING else body
     path, _, query = contract.target_for(mode).partition("?")
     raw = json.dumps(body).encode()
-    headers = {"host": "127.0.0.1:1", **contract.headers}
+    headers = {"host": "127.0.0.1:1", **contract.headers_for(mode)}
     recorded = Recorded(
         method="POST",
         path=path,

@@ -111,6 +111,9 @@ class ScriptedProvider:
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         return sum(len(m.content) for m in request.messages)
 
+    def dropped_params(self, deployment: Deployment, request: CompletionRequest) -> tuple[str, ...]:
+        return ()
+
 
 def _good_chunks() -> list[ProviderChunk | ProviderError]:
     return [

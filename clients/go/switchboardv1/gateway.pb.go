@@ -1182,7 +1182,26 @@ type CompleteRequest struct {
 	// Check the answer against `response_format` (parse it; validate it against the
 	// schema); unset: the server's `switchboard.routing.validate_json`. An answer that
 	// does not conform goes to the next deployment, like a failure.
-	ValidateJson  *bool `protobuf:"varint,15,opt,name=validate_json,json=validateJson,proto3,oneof" json:"validate_json,omitempty"`
+	ValidateJson *bool `protobuf:"varint,15,opt,name=validate_json,json=validateJson,proto3,oneof" json:"validate_json,omitempty"`
+	// Options passed to providers that take them and dropped (reported on the attempt
+	// span as `switchboard.dropped_params`) for those that do not, as litellm's
+	// drop_params does.
+	// The end user, for the provider's abuse monitoring (at most 256 characters).
+	User              string `protobuf:"bytes,16,opt,name=user,proto3" json:"user,omitempty"`
+	ParallelToolCalls *bool  `protobuf:"varint,17,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3,oneof" json:"parallel_tool_calls,omitempty"`
+	// `minimal`, `low`, `medium` or `high`, for reasoning models.
+	ReasoningEffort string `protobuf:"bytes,18,opt,name=reasoning_effort,json=reasoningEffort,proto3" json:"reasoning_effort,omitempty"`
+	// Token id -> bias in [-100, 100]; at most 300 entries.
+	LogitBias map[int64]float64 `protobuf:"bytes,19,rep,name=logit_bias,json=logitBias,proto3" json:"logit_bias,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Logprobs  *bool             `protobuf:"varint,20,opt,name=logprobs,proto3,oneof" json:"logprobs,omitempty"`
+	// 0-20, with `logprobs`.
+	TopLogprobs *uint32 `protobuf:"varint,21,opt,name=top_logprobs,json=topLogprobs,proto3,oneof" json:"top_logprobs,omitempty"`
+	// Provider-specific parameters, sent as they are (bounded like tool schemas); they
+	// may not set what the fields above or the gateway set.
+	ExtraParams *structpb.Struct `protobuf:"bytes,22,opt,name=extra_params,json=extraParams,proto3" json:"extra_params,omitempty"`
+	// Answers to generate (1-8; Complete only). Each counts against the limits:
+	// n answers reserve n times the output.
+	N             *uint32 `protobuf:"varint,23,opt,name=n,proto3,oneof" json:"n,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1320,6 +1339,62 @@ func (x *CompleteRequest) GetValidateJson() bool {
 		return *x.ValidateJson
 	}
 	return false
+}
+
+func (x *CompleteRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CompleteRequest) GetParallelToolCalls() bool {
+	if x != nil && x.ParallelToolCalls != nil {
+		return *x.ParallelToolCalls
+	}
+	return false
+}
+
+func (x *CompleteRequest) GetReasoningEffort() string {
+	if x != nil {
+		return x.ReasoningEffort
+	}
+	return ""
+}
+
+func (x *CompleteRequest) GetLogitBias() map[int64]float64 {
+	if x != nil {
+		return x.LogitBias
+	}
+	return nil
+}
+
+func (x *CompleteRequest) GetLogprobs() bool {
+	if x != nil && x.Logprobs != nil {
+		return *x.Logprobs
+	}
+	return false
+}
+
+func (x *CompleteRequest) GetTopLogprobs() uint32 {
+	if x != nil && x.TopLogprobs != nil {
+		return *x.TopLogprobs
+	}
+	return 0
+}
+
+func (x *CompleteRequest) GetExtraParams() *structpb.Struct {
+	if x != nil {
+		return x.ExtraParams
+	}
+	return nil
+}
+
+func (x *CompleteRequest) GetN() uint32 {
+	if x != nil && x.N != nil {
+		return *x.N
+	}
+	return 0
 }
 
 // Structured output. Unspecified or TEXT: plain text. JSON_OBJECT: a JSON object.
@@ -1561,7 +1636,9 @@ type CompleteResponse struct {
 	ModelGroup string           `protobuf:"bytes,11,opt,name=model_group,json=modelGroup,proto3" json:"model_group,omitempty"`
 	Routing    *RoutingDecision `protobuf:"bytes,12,opt,name=routing,proto3" json:"routing,omitempty"`
 	// Set on a cache hit (`cache_hit` true).
-	Cache         *CacheHit `protobuf:"bytes,13,opt,name=cache,proto3" json:"cache,omitempty"`
+	Cache *CacheHit `protobuf:"bytes,13,opt,name=cache,proto3" json:"cache,omitempty"`
+	// Every answer, in order, when the request asked for n > 1; `message` is the first.
+	Choices       []*Message `protobuf:"bytes,14,rep,name=choices,proto3" json:"choices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1683,6 +1760,13 @@ func (x *CompleteResponse) GetRouting() *RoutingDecision {
 func (x *CompleteResponse) GetCache() *CacheHit {
 	if x != nil {
 		return x.Cache
+	}
+	return nil
+}
+
+func (x *CompleteResponse) GetChoices() []*Message {
+	if x != nil {
+		return x.Choices
 	}
 	return nil
 }
@@ -3677,7 +3761,8 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"similarity\x18\x02 \x01(\x01R\n" +
 	"similarity\x12$\n" +
 	"\x0ecost_saved_usd\x18\x03 \x01(\x01R\fcostSavedUsd\x124\n" +
-	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xbb\x06\n" +
+	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x90\n" +
+	"\n" +
 	"\x0fCompleteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.switchboard.v1.MessageR\bmessages\x12\"\n" +
@@ -3696,17 +3781,34 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\x05cache\x18\f \x01(\v2\x1c.switchboard.v1.CacheControlR\x05cache\x12I\n" +
 	"\bmetadata\x18\r \x03(\v2-.switchboard.v1.CompleteRequest.MetadataEntryR\bmetadata\x12G\n" +
 	"\x0fresponse_format\x18\x0e \x01(\v2\x1e.switchboard.v1.ResponseFormatR\x0eresponseFormat\x12(\n" +
-	"\rvalidate_json\x18\x0f \x01(\bH\x06R\fvalidateJson\x88\x01\x01\x1a;\n" +
+	"\rvalidate_json\x18\x0f \x01(\bH\x06R\fvalidateJson\x88\x01\x01\x12\x12\n" +
+	"\x04user\x18\x10 \x01(\tR\x04user\x123\n" +
+	"\x13parallel_tool_calls\x18\x11 \x01(\bH\aR\x11parallelToolCalls\x88\x01\x01\x12)\n" +
+	"\x10reasoning_effort\x18\x12 \x01(\tR\x0freasoningEffort\x12M\n" +
+	"\n" +
+	"logit_bias\x18\x13 \x03(\v2..switchboard.v1.CompleteRequest.LogitBiasEntryR\tlogitBias\x12\x1f\n" +
+	"\blogprobs\x18\x14 \x01(\bH\bR\blogprobs\x88\x01\x01\x12&\n" +
+	"\ftop_logprobs\x18\x15 \x01(\rH\tR\vtopLogprobs\x88\x01\x01\x12:\n" +
+	"\fextra_params\x18\x16 \x01(\v2\x17.google.protobuf.StructR\vextraParams\x12\x11\n" +
+	"\x01n\x18\x17 \x01(\rH\n" +
+	"R\x01n\x88\x01\x01\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a<\n" +
+	"\x0eLogitBiasEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x03R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\r\n" +
 	"\v_max_tokensB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\a\n" +
 	"\x05_seedB\x13\n" +
 	"\x11_presence_penaltyB\x14\n" +
 	"\x12_frequency_penaltyB\x10\n" +
-	"\x0e_validate_json\"\xa5\x01\n" +
+	"\x0e_validate_jsonB\x16\n" +
+	"\x14_parallel_tool_callsB\v\n" +
+	"\t_logprobsB\x0f\n" +
+	"\r_top_logprobsB\x04\n" +
+	"\x02_n\"\xa5\x01\n" +
 	"\x0eResponseFormat\x126\n" +
 	"\x04type\x18\x01 \x01(\x0e2\".switchboard.v1.ResponseFormatTypeR\x04type\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12/\n" +
@@ -3725,7 +3827,7 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"modelGroup\x128\n" +
 	"\aoutcome\x18\x03 \x01(\x0e2\x1e.switchboard.v1.AttemptOutcomeR\aoutcome\x123\n" +
 	"\alatency\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\alatency\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\x9b\x04\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xce\x04\n" +
 	"\x10CompleteResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1e\n" +
@@ -3743,7 +3845,8 @@ const file_switchboard_v1_gateway_proto_rawDesc = "" +
 	"\vmodel_group\x18\v \x01(\tR\n" +
 	"modelGroup\x129\n" +
 	"\arouting\x18\f \x01(\v2\x1f.switchboard.v1.RoutingDecisionR\arouting\x12.\n" +
-	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\"\xeb\x01\n" +
+	"\x05cache\x18\r \x01(\v2\x18.switchboard.v1.CacheHitR\x05cache\x121\n" +
+	"\achoices\x18\x0e \x03(\v2\x17.switchboard.v1.MessageR\achoices\"\xeb\x01\n" +
 	"\x0fRoutingDecision\x12\x1a\n" +
 	"\bstrategy\x18\x01 \x01(\tR\bstrategy\x12\x1a\n" +
 	"\bexplored\x18\x02 \x01(\bR\bexplored\x128\n" +
@@ -3999,7 +4102,7 @@ func file_switchboard_v1_gateway_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_v1_gateway_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_switchboard_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_switchboard_v1_gateway_proto_goTypes = []any{
 	(Role)(0),                       // 0: switchboard.v1.Role
 	(FinishReason)(0),               // 1: switchboard.v1.FinishReason
@@ -4048,10 +4151,11 @@ var file_switchboard_v1_gateway_proto_goTypes = []any{
 	(*ProviderStats)(nil),           // 44: switchboard.v1.ProviderStats
 	(*GetStatsResponse)(nil),        // 45: switchboard.v1.GetStatsResponse
 	nil,                             // 46: switchboard.v1.CompleteRequest.MetadataEntry
-	nil,                             // 47: switchboard.v1.CallStats.ErrorsEntry
-	(*structpb.Struct)(nil),         // 48: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 50: google.protobuf.Duration
+	nil,                             // 47: switchboard.v1.CompleteRequest.LogitBiasEntry
+	nil,                             // 48: switchboard.v1.CallStats.ErrorsEntry
+	(*structpb.Struct)(nil),         // 49: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 51: google.protobuf.Duration
 }
 var file_switchboard_v1_gateway_proto_depIdxs = []int32{
 	0,  // 0: switchboard.v1.Message.role:type_name -> switchboard.v1.Role
@@ -4060,80 +4164,83 @@ var file_switchboard_v1_gateway_proto_depIdxs = []int32{
 	10, // 3: switchboard.v1.ContentPart.image:type_name -> switchboard.v1.ImagePart
 	11, // 4: switchboard.v1.ContentPart.audio:type_name -> switchboard.v1.AudioPart
 	12, // 5: switchboard.v1.ContentPart.file:type_name -> switchboard.v1.FilePart
-	48, // 6: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
+	49, // 6: switchboard.v1.Tool.parameters:type_name -> google.protobuf.Struct
 	3,  // 7: switchboard.v1.CacheHit.kind:type_name -> switchboard.v1.CacheKind
-	49, // 8: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
+	50, // 8: switchboard.v1.CacheHit.created:type_name -> google.protobuf.Timestamp
 	8,  // 9: switchboard.v1.CompleteRequest.messages:type_name -> switchboard.v1.Message
 	13, // 10: switchboard.v1.CompleteRequest.tools:type_name -> switchboard.v1.Tool
 	14, // 11: switchboard.v1.CompleteRequest.cache:type_name -> switchboard.v1.CacheControl
 	46, // 12: switchboard.v1.CompleteRequest.metadata:type_name -> switchboard.v1.CompleteRequest.MetadataEntry
 	17, // 13: switchboard.v1.CompleteRequest.response_format:type_name -> switchboard.v1.ResponseFormat
-	4,  // 14: switchboard.v1.ResponseFormat.type:type_name -> switchboard.v1.ResponseFormatType
-	48, // 15: switchboard.v1.ResponseFormat.schema:type_name -> google.protobuf.Struct
-	2,  // 16: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
-	50, // 17: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
-	8,  // 18: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
-	1,  // 19: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
-	18, // 20: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
-	19, // 21: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
-	21, // 22: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
-	15, // 23: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
-	50, // 24: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
-	22, // 25: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
-	23, // 26: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
-	1,  // 27: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
-	18, // 28: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
-	19, // 29: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
-	50, // 30: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
-	21, // 31: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
-	15, // 32: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
-	24, // 33: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
-	25, // 34: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
-	5,  // 35: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
-	49, // 36: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
-	29, // 37: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
-	28, // 38: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
-	30, // 39: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
-	29, // 40: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
-	29, // 41: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
-	31, // 42: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
-	32, // 43: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
-	33, // 44: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
-	34, // 45: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
-	6,  // 46: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
-	47, // 47: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
-	50, // 48: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
-	50, // 49: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
-	49, // 50: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
-	39, // 51: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
-	39, // 52: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
-	5,  // 53: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
-	49, // 54: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
-	39, // 55: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
-	40, // 56: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
-	40, // 57: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
-	6,  // 58: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
-	49, // 59: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
-	41, // 60: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
-	42, // 61: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
-	43, // 62: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
-	43, // 63: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
-	44, // 64: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
-	16, // 65: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
-	16, // 66: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
-	27, // 67: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
-	36, // 68: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
-	38, // 69: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
-	20, // 70: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
-	26, // 71: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
-	35, // 72: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
-	37, // 73: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
-	45, // 74: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
-	70, // [70:75] is the sub-list for method output_type
-	65, // [65:70] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	47, // 14: switchboard.v1.CompleteRequest.logit_bias:type_name -> switchboard.v1.CompleteRequest.LogitBiasEntry
+	49, // 15: switchboard.v1.CompleteRequest.extra_params:type_name -> google.protobuf.Struct
+	4,  // 16: switchboard.v1.ResponseFormat.type:type_name -> switchboard.v1.ResponseFormatType
+	49, // 17: switchboard.v1.ResponseFormat.schema:type_name -> google.protobuf.Struct
+	2,  // 18: switchboard.v1.Attempt.outcome:type_name -> switchboard.v1.AttemptOutcome
+	51, // 19: switchboard.v1.Attempt.latency:type_name -> google.protobuf.Duration
+	8,  // 20: switchboard.v1.CompleteResponse.message:type_name -> switchboard.v1.Message
+	1,  // 21: switchboard.v1.CompleteResponse.finish_reason:type_name -> switchboard.v1.FinishReason
+	18, // 22: switchboard.v1.CompleteResponse.usage:type_name -> switchboard.v1.Usage
+	19, // 23: switchboard.v1.CompleteResponse.attempts:type_name -> switchboard.v1.Attempt
+	21, // 24: switchboard.v1.CompleteResponse.routing:type_name -> switchboard.v1.RoutingDecision
+	15, // 25: switchboard.v1.CompleteResponse.cache:type_name -> switchboard.v1.CacheHit
+	8,  // 26: switchboard.v1.CompleteResponse.choices:type_name -> switchboard.v1.Message
+	51, // 27: switchboard.v1.RoutingDecision.queue_wait:type_name -> google.protobuf.Duration
+	22, // 28: switchboard.v1.RoutingDecision.auto:type_name -> switchboard.v1.AutoDecision
+	23, // 29: switchboard.v1.Delta.tool_calls:type_name -> switchboard.v1.ToolCallDelta
+	1,  // 30: switchboard.v1.Final.finish_reason:type_name -> switchboard.v1.FinishReason
+	18, // 31: switchboard.v1.Final.usage:type_name -> switchboard.v1.Usage
+	19, // 32: switchboard.v1.Final.attempts:type_name -> switchboard.v1.Attempt
+	51, // 33: switchboard.v1.Final.time_to_first_chunk:type_name -> google.protobuf.Duration
+	21, // 34: switchboard.v1.Final.routing:type_name -> switchboard.v1.RoutingDecision
+	15, // 35: switchboard.v1.Final.cache:type_name -> switchboard.v1.CacheHit
+	24, // 36: switchboard.v1.StreamCompleteResponse.delta:type_name -> switchboard.v1.Delta
+	25, // 37: switchboard.v1.StreamCompleteResponse.final:type_name -> switchboard.v1.Final
+	5,  // 38: switchboard.v1.Deployment.state:type_name -> switchboard.v1.DeploymentState
+	50, // 39: switchboard.v1.Deployment.cooldown_until:type_name -> google.protobuf.Timestamp
+	29, // 40: switchboard.v1.Deployment.price:type_name -> switchboard.v1.Price
+	28, // 41: switchboard.v1.ModelGroup.deployments:type_name -> switchboard.v1.Deployment
+	30, // 42: switchboard.v1.Alias.defaults:type_name -> switchboard.v1.SamplingDefaults
+	29, // 43: switchboard.v1.Alias.min_price:type_name -> switchboard.v1.Price
+	29, // 44: switchboard.v1.Alias.max_price:type_name -> switchboard.v1.Price
+	31, // 45: switchboard.v1.Alias.auto:type_name -> switchboard.v1.AutoRoute
+	32, // 46: switchboard.v1.ListModelsResponse.groups:type_name -> switchboard.v1.ModelGroup
+	33, // 47: switchboard.v1.ListModelsResponse.aliases:type_name -> switchboard.v1.Alias
+	34, // 48: switchboard.v1.ListModelsResponse.caches:type_name -> switchboard.v1.CacheStats
+	6,  // 49: switchboard.v1.GetStatsRequest.period:type_name -> switchboard.v1.StatsPeriod
+	48, // 50: switchboard.v1.CallStats.errors:type_name -> switchboard.v1.CallStats.ErrorsEntry
+	51, // 51: switchboard.v1.CallStats.latency_p50:type_name -> google.protobuf.Duration
+	51, // 52: switchboard.v1.CallStats.latency_p95:type_name -> google.protobuf.Duration
+	50, // 53: switchboard.v1.BudgetStatus.resets_at:type_name -> google.protobuf.Timestamp
+	39, // 54: switchboard.v1.GroupStats.calls:type_name -> switchboard.v1.CallStats
+	39, // 55: switchboard.v1.DeploymentStats.calls:type_name -> switchboard.v1.CallStats
+	5,  // 56: switchboard.v1.DeploymentStats.state:type_name -> switchboard.v1.DeploymentState
+	50, // 57: switchboard.v1.DeploymentStats.cooldown_until:type_name -> google.protobuf.Timestamp
+	39, // 58: switchboard.v1.SpenderStats.calls:type_name -> switchboard.v1.CallStats
+	40, // 59: switchboard.v1.SpenderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	40, // 60: switchboard.v1.ProviderStats.budget:type_name -> switchboard.v1.BudgetStatus
+	6,  // 61: switchboard.v1.GetStatsResponse.period:type_name -> switchboard.v1.StatsPeriod
+	50, // 62: switchboard.v1.GetStatsResponse.period_start:type_name -> google.protobuf.Timestamp
+	41, // 63: switchboard.v1.GetStatsResponse.groups:type_name -> switchboard.v1.GroupStats
+	42, // 64: switchboard.v1.GetStatsResponse.deployments:type_name -> switchboard.v1.DeploymentStats
+	43, // 65: switchboard.v1.GetStatsResponse.keys:type_name -> switchboard.v1.SpenderStats
+	43, // 66: switchboard.v1.GetStatsResponse.teams:type_name -> switchboard.v1.SpenderStats
+	44, // 67: switchboard.v1.GetStatsResponse.providers:type_name -> switchboard.v1.ProviderStats
+	16, // 68: switchboard.v1.Gateway.Complete:input_type -> switchboard.v1.CompleteRequest
+	16, // 69: switchboard.v1.Gateway.StreamComplete:input_type -> switchboard.v1.CompleteRequest
+	27, // 70: switchboard.v1.Gateway.ListModels:input_type -> switchboard.v1.ListModelsRequest
+	36, // 71: switchboard.v1.Gateway.InvalidateCache:input_type -> switchboard.v1.InvalidateCacheRequest
+	38, // 72: switchboard.v1.Gateway.GetStats:input_type -> switchboard.v1.GetStatsRequest
+	20, // 73: switchboard.v1.Gateway.Complete:output_type -> switchboard.v1.CompleteResponse
+	26, // 74: switchboard.v1.Gateway.StreamComplete:output_type -> switchboard.v1.StreamCompleteResponse
+	35, // 75: switchboard.v1.Gateway.ListModels:output_type -> switchboard.v1.ListModelsResponse
+	37, // 76: switchboard.v1.Gateway.InvalidateCache:output_type -> switchboard.v1.InvalidateCacheResponse
+	45, // 77: switchboard.v1.Gateway.GetStats:output_type -> switchboard.v1.GetStatsResponse
+	73, // [73:78] is the sub-list for method output_type
+	68, // [68:73] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_v1_gateway_proto_init() }
@@ -4167,7 +4274,7 @@ func file_switchboard_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_v1_gateway_proto_rawDesc), len(file_switchboard_v1_gateway_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -386,3 +386,28 @@ def test_response_format_is_taken_in_openai_s_shape() -> None:
         build_request("chat", [], {"response_format": {"type": "yaml"}})
     with pytest.raises(TypeError, match="json_schema needs"):
         build_request("chat", [], {"response_format": {"type": "json_schema"}})
+
+
+def test_provider_options_are_passed() -> None:
+    request = build_request(
+        "chat",
+        [],
+        {
+            "user": "u-7",
+            "parallel_tool_calls": False,
+            "reasoning_effort": "low",
+            "logit_bias": {50256: -100},
+            "logprobs": True,
+            "top_logprobs": 2,
+            "extra_params": {"service_tier": "flex"},
+            "n": 2,
+        },
+    )
+    assert (request.user, request.reasoning_effort, request.top_logprobs) == ("u-7", "low", 2)
+    assert request.n == 2
+    assert request.HasField("parallel_tool_calls")
+    assert not request.parallel_tool_calls
+    assert dict(request.logit_bias) == {50256: -100.0}
+    assert json_format.MessageToDict(request.extra_params) == {"service_tier": "flex"}
+    with pytest.raises(TypeError, match="logprobs"):
+        build_request("chat", [], {"logprobs": "yes"})

@@ -51,6 +51,7 @@ from switchboard.domain import (
     Message,
     Outcome,
     Part,
+    RequestOptions,
     ResponseFormat,
     Role,
     RouteFacts,
@@ -86,6 +87,23 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 IMAGE_DETAILS = frozenset({"", "low", "high", "auto"})
 AUDIO_FORMATS = frozenset({"wav", "mp3"})
 FILE_TYPES = frozenset({"application/pdf", "text/plain", "text/markdown", "text/csv"})
+# Provider options.
+MAX_USER_CHARS = 256
+REASONING_EFFORTS = frozenset({"minimal", "low", "medium", "high"})
+MAX_LOGIT_BIAS = 300
+MAX_TOP_LOGPROBS = 20
+MAX_N = 8
+# What extra_params may not set: the request's own fields and what the gateway decides.
+RESERVED_PARAMS = frozenset(
+    {
+        "model", "messages", "stream", "stream_options", "tools", "tool_choice",
+        "response_format", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+        "stop", "seed", "presence_penalty", "frequency_penalty", "user",
+        "parallel_tool_calls", "reasoning_effort", "logit_bias", "logprobs", "top_logprobs",
+        "n", "timeout", "api_key", "api_base", "base_url", "api_version", "num_retries",
+        "max_retries", "metadata", "drop_params", "extra_headers", "headers",
+    }
+)  # fmt: skip
 MAX_TOOLS = 128
 MAX_TOOL_CALLS = 128
 # Tool calls in the whole conversation: an agent's long history fits, while
@@ -273,6 +291,7 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         _arguments(messages, bad)
 
     response_format = _response_format(msg, bad, budget)
+    options = _options(msg, bad, budget)
     cache = _cache_control(msg.cache, bad)
     metadata = dict(msg.metadata)
     for key, value in metadata.items():
@@ -297,6 +316,57 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         caller=caller,
         response_format=response_format,
         validate_json=msg.validate_json if msg.HasField("validate_json") else None,
+        options=options,
+    )
+
+
+def _options(msg: pb.CompleteRequest, bad: _Violations, budget: _SchemaBudget) -> RequestOptions:
+    """The provider options, bounded; extra_params may not set what the gateway sets."""
+    user = msg.user
+    if len(user) > MAX_USER_CHARS:
+        bad("user", f"at most {MAX_USER_CHARS} characters")
+    effort = msg.reasoning_effort
+    if effort and effort not in REASONING_EFFORTS:
+        bad("reasoning_effort", "must be minimal, low, medium or high")
+    bias = dict(msg.logit_bias)
+    if len(bias) > MAX_LOGIT_BIAS:
+        bad("logit_bias", f"{len(bias)} entries; at most {MAX_LOGIT_BIAS}")
+    elif any(not (0 <= token < 2**31) for token in bias):
+        bad("logit_bias", "token ids are between 0 and 2^31")
+    elif any(not (math.isfinite(v) and -100 <= v <= 100) for v in bias.values()):
+        bad("logit_bias", "biases must be between -100 and 100")
+    logprobs = msg.logprobs if msg.HasField("logprobs") else None
+    top = msg.top_logprobs if msg.HasField("top_logprobs") else None
+    if top is not None:
+        if top > MAX_TOP_LOGPROBS:
+            bad("top_logprobs", f"must be between 0 and {MAX_TOP_LOGPROBS}")
+        elif not logprobs:
+            bad("top_logprobs", "needs logprobs: true")
+    extra: dict[str, Any] = {}
+    if msg.HasField("extra_params") and budget.left >= 0 and not bad.skip():
+        try:
+            extra = _struct(msg.extra_params, budget)
+        except _NotFinite:
+            bad("extra_params", "numbers must be finite")
+        except _SchemaTooLarge:
+            bad("extra_params", f"more than {MAX_SCHEMA_VALUES} JSON values with the schemas")
+        taken = sorted(set(extra) & RESERVED_PARAMS)
+        if taken:
+            bad("extra_params", f"may not set {', '.join(taken)}: use the request's own fields")
+    n = msg.n if msg.HasField("n") else None
+    if n is not None and not 1 <= n <= MAX_N:
+        bad("n", f"must be between 1 and {MAX_N}")
+    return RequestOptions(
+        n=n,
+        user=user,
+        parallel_tool_calls=(
+            msg.parallel_tool_calls if msg.HasField("parallel_tool_calls") else None
+        ),
+        reasoning_effort=effort,
+        logit_bias=bias,
+        logprobs=logprobs,
+        top_logprobs=top,
+        extra_params=extra,
     )
 
 
@@ -933,20 +1003,24 @@ def _share(value: float) -> float:
 
 def complete_response(completion: Completion) -> pb.CompleteResponse:
     response = completion.response
-    message = response.message
     return pb.CompleteResponse(
         id=response.id,
         model=response.model,
-        message=pb.Message(
-            role=pb.ROLE_ASSISTANT,
-            content=message.content,
-            tool_calls=[
-                pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls
-            ],
-        ),
+        message=_answer(response.message),
         finish_reason=_FINISH[response.finish_reason],
         usage=_usage(response.usage),
+        choices=[_answer(m) for m in response.choices],
         **_route_fields(completion.route),  # type: ignore[arg-type]
+    )
+
+
+def _answer(message: Message) -> pb.Message:
+    return pb.Message(
+        role=pb.ROLE_ASSISTANT,
+        content=message.content,
+        tool_calls=[
+            pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls
+        ],
     )
 
 

@@ -50,6 +50,10 @@ class Provider(Protocol):
         """Tokens the prompt will likely count as, before the call; offline and cheap."""
         ...
 
+    def dropped_params(self, deployment: Deployment, request: CompletionRequest) -> tuple[str, ...]:
+        """The request's options this deployment's provider does not take: not sent."""
+        ...
+
     async def aclose(self) -> None:
         """Release pooled connections at shutdown."""
         ...

@@ -22,8 +22,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 # Must be set before litellm is imported: otherwise litellm fetches its
-# model cost map from the internet at import time.
+# model cost map from the internet at import time, and the first Anthropic
+# structured-output call fetches its beta-headers config (a blocking httpx.get
+# on the event loop). Its bundled copies serve.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
 
 import httpx
 import litellm
@@ -107,9 +110,35 @@ class LitellmProvider:
         self._estimator = estimator or PromptEstimator.bundled()
         self._prices = prices or PriceTable.bundled()
         self._unpriced: set[str] = set()
+        # Per deployment: the OpenAI parameters litellm says its provider takes.
+        self._supported: dict[str, frozenset[str] | None] = {}
 
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         return self._estimator.prompt_tokens(request)
+
+    def dropped_params(self, deployment: Deployment, request: CompletionRequest) -> tuple[str, ...]:
+        """The options set that litellm says the provider does not take (as drop_params)."""
+        asked = request.options.openai()
+        if not asked:
+            return ()
+        supported = self._supported_params(deployment)
+        if supported is None:
+            return ()  # litellm does not know: send them, the provider decides
+        return tuple(name for name in asked if name not in supported)
+
+    def _supported_params(self, deployment: Deployment) -> frozenset[str] | None:
+        if deployment.id not in self._supported:
+            try:
+                model, provider, _, _ = litellm.get_llm_provider(
+                    deployment.model, api_base=deployment.params.get("api_base")
+                )
+                names = litellm.get_supported_openai_params(
+                    model=model, custom_llm_provider=provider
+                )
+            except Exception:  # litellm's lookup failing must not fail a call
+                names = None
+            self._supported[deployment.id] = frozenset(names) if names else None
+        return self._supported[deployment.id]
 
     async def aclose(self) -> None:
         """Nothing to release: litellm keeps its own clients for the process's life."""
@@ -177,6 +206,8 @@ class LitellmProvider:
             kwargs["drop_params"] = True
         # messages, sampling, tools: the fields the fast path sends too (openai_wire.py).
         kwargs.update(request_fields(request))
+        for name in self.dropped_params(deployment, request):
+            del kwargs[name]
         return kwargs
 
 

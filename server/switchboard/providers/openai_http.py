@@ -141,6 +141,10 @@ class OpenAIHttpProvider:
             and (deployment.params.get("api_key") or self._default_api_key) is not None
         )
 
+    def dropped_params(self, deployment: Deployment, request: CompletionRequest) -> tuple[str, ...]:
+        """None: an OpenAI-compatible upstream takes OpenAI's options (or refuses them)."""
+        return ()
+
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         return self._estimate(request)
 

@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 
 
 def request_fields(request: CompletionRequest) -> dict[str, Any]:
-    """`messages`, the sampling fields the caller set, `tools`, `tool_choice` and
-    `response_format`."""
+    """`messages`, the sampling fields the caller set, `tools`, `tool_choice`,
+    `response_format`, the options set and `extra_params`."""
     fields: dict[str, Any] = {"messages": [message_dict(m) for m in request.messages]}
     fields.update(sampling_fields(request.sampling))
     if request.tools:
@@ -71,9 +71,13 @@ def request_fields(request: CompletionRequest) -> dict[str, Any]:
         ]
         if request.tool_choice:
             fields["tool_choice"] = tool_choice(request.tool_choice)
+    fields.update(request.options.openai())
+    for key, value in request.options.extra_params.items():
+        fields.setdefault(key, value)  # the edge refused any that collide
     if request.response_format is not None:
         # OpenAI's shape: sent as is on the fast path; litellm translates it for the rest
-        # (for Anthropic, a tool whose input schema is the answer's).
+        # (Anthropic's output_format, Gemini's response schema, a forced tool on Bedrock
+        # and Groq: tests/contract pins each).
         fields["response_format"] = request.response_format.openai()
     return fields
 
@@ -155,6 +159,8 @@ def content_parts(message: Message) -> list[dict[str, Any]]:
 # every number for its range, and anything else raises `MalformedAnswer`,
 # which the adapters turn into a retryable `UpstreamUnavailable` (`malformed`).
 
+# No answer carries more choices than this (a request asks for at most 8).
+MAX_CHOICES = 16
 # No call counts more tokens than this: a larger usage is garbage, not a bill.
 MAX_TOKEN_COUNT = 10**9
 # A tool call's index in a stream; no answer carries more calls than this.
@@ -232,24 +238,37 @@ def parse_response(data: Any, headers: Mapping[str, str] | None) -> ProviderResp
     choices = _list(_get(data, "choices"), "choices")
     if not choices:
         raise MalformedAnswer("the answer has no choices")
+    if len(choices) > MAX_CHOICES:
+        raise MalformedAnswer(f"the answer has {len(choices)} choices; at most {MAX_CHOICES}")
     choice = _object(choices[0], "choices[0]")
-    message = _object(_get(choice, "message"), "choices[0].message")
-    tool_calls = tuple(
-        _tool_call(c, f"choices[0].message.tool_calls[{i}]")
-        for i, c in enumerate(_list(_get(message, "tool_calls"), "choices[0].message.tool_calls"))
-    )
+    messages = tuple(_choice_message(c, i) for i, c in enumerate(choices))
+    finish = _finish(_get(choice, "finish_reason"), "choices[0].finish_reason")
+    if finish is FinishReason.TOOL_CALLS and not messages[0].tool_calls:
+        # litellm turns a forced JSON tool call (structured output on Groq) into text
+        # but keeps the provider's "tool_calls": the answer is text, and it is whole.
+        finish = FinishReason.STOP
     return ProviderResponse(
         id=_label(_get(data, "id"), "id"),
         model=_label(_get(data, "model"), "model"),
-        message=Message(
-            role=Role.ASSISTANT,
-            content=_text(_get(message, "content"), "choices[0].message.content"),
-            tool_calls=tool_calls,
-        ),
-        finish_reason=_finish(_get(choice, "finish_reason"), "choices[0].finish_reason")
-        or FinishReason.STOP,
+        message=messages[0],
+        finish_reason=finish or FinishReason.STOP,
         usage=parse_usage(_get(data, "usage")) or Usage(),
         rate_limit=parse_rate_limit(headers) if headers else None,
+        choices=messages if len(messages) > 1 else (),
+    )
+
+
+def _choice_message(raw: Any, index: int) -> Message:
+    where = f"choices[{index}]"
+    message = _object(_get(_object(raw, where), "message"), f"{where}.message")
+    tool_calls = tuple(
+        _tool_call(c, f"{where}.message.tool_calls[{i}]")
+        for i, c in enumerate(_list(_get(message, "tool_calls"), f"{where}.message.tool_calls"))
+    )
+    return Message(
+        role=Role.ASSISTANT,
+        content=_text(_get(message, "content"), f"{where}.message.content"),
+        tool_calls=tool_calls,
     )
 
 

@@ -57,6 +57,9 @@ class ProviderRouter:
         if self._general is not None:
             await self._general.aclose()
 
+    def dropped_params(self, deployment: Deployment, request: CompletionRequest) -> tuple[str, ...]:
+        return self.provider_for(deployment).dropped_params(deployment, request)
+
     def estimate_prompt_tokens(self, request: CompletionRequest) -> int:
         # One estimator for both paths (the composition root gives both the same):
         # the reservation must not depend on the route.

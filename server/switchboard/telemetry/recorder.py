@@ -249,8 +249,14 @@ class Recorder:
     # ------------------------------------------------------------------ attempts
 
     def attempt(
-        self, deployment: Deployment, request: CompletionRequest, *, stream: bool
+        self,
+        deployment: Deployment,
+        request: CompletionRequest,
+        *,
+        stream: bool,
+        dropped: tuple[str, ...] = (),
     ) -> AttemptSpan:
+        """`dropped`: the request's options not sent to this deployment's provider."""
         if not self.enabled:
             return _NOTHING
         attributes = _attempt_attributes(deployment)
@@ -264,6 +270,8 @@ class Recorder:
                 span_attributes[sc.REQUEST_TEMPERATURE] = sampling.temperature
             if sampling.top_p is not None:
                 span_attributes[sc.REQUEST_TOP_P] = sampling.top_p
+            if dropped:
+                span_attributes[sc.DROPPED_PARAMS] = dropped
             if self.capture_content:
                 span_attributes[sc.INPUT_MESSAGES] = _messages_json(
                     (m.role.value, m.content) for m in request.messages

@@ -67,6 +67,8 @@ CALLER: Final = "switchboard.caller"
 # The request's own metadata and its caller key's (team, tags), one attribute per key.
 METADATA_PREFIX: Final = "switchboard.metadata."
 CALLER_METADATA_PREFIX: Final = "switchboard.caller."
+# The request's options an attempt's provider does not take (not sent).
+DROPPED_PARAMS: Final = "switchboard.dropped_params"
 # GenAI semconv: the requested output type (`text`, `json`).
 OUTPUT_TYPE: Final = "gen_ai.output.type"
 TIME_TO_FIRST_CHUNK_MS: Final = "switchboard.time_to_first_chunk_ms"

@@ -63,6 +63,14 @@ class CompleteParams(TypedDict, total=False):
     cache: Cache | Mapping[str, Any] | None
     response_format: Mapping[str, Any] | None
     validate_json: bool | None
+    user: str | None
+    parallel_tool_calls: bool | None
+    reasoning_effort: str | None
+    logit_bias: Mapping[int, float] | None
+    logprobs: bool | None
+    top_logprobs: int | None
+    extra_params: Mapping[str, Any] | None
+    n: int | None
     timeout: float | None
     retries: int | None
 
@@ -82,6 +90,14 @@ _REQUEST_PARAMS = frozenset(
         "cache",
         "response_format",
         "validate_json",
+        "user",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "extra_params",
+        "n",
     }
 )
 _CALL_PARAMS = frozenset({"timeout", "retries"})
@@ -100,6 +116,8 @@ def check_params(method: str, params: Mapping[str, object]) -> None:
     unknown = sorted(set(params) - _REQUEST_PARAMS - _CALL_PARAMS)
     if unknown:
         raise TypeError(f"{method}() got an unexpected keyword argument {unknown[0]!r}")
+    if method == "stream" and params.get("n") not in (None, 1):
+        raise TypeError("stream() streams one answer: n must be 1 (use complete() for more)")
 
 
 def build_request(
@@ -133,10 +151,30 @@ def build_request(
         request.cache.CopyFrom(_cache(p["cache"]))
     if "response_format" in p:
         request.response_format.CopyFrom(_response_format(p["response_format"]))
-    if "validate_json" in p:
-        if not isinstance(p["validate_json"], bool):
-            raise TypeError("validate_json: expected a bool")
-        request.validate_json = p["validate_json"]
+    for name in ("validate_json", "parallel_tool_calls", "logprobs"):
+        if name in p:
+            if not isinstance(p[name], bool):
+                raise TypeError(f"{name}: expected a bool")
+            setattr(request, name, p[name])
+    for name in ("user", "reasoning_effort"):
+        if name in p:
+            if not isinstance(p[name], str):
+                raise TypeError(f"{name}: expected a string")
+            setattr(request, name, p[name])
+    if "top_logprobs" in p:
+        request.top_logprobs = _int("top_logprobs", p["top_logprobs"])
+    if "n" in p:
+        request.n = _int("n", p["n"])
+    if "logit_bias" in p:
+        bias = p["logit_bias"]
+        if not isinstance(bias, Mapping):
+            raise TypeError("logit_bias: expected a mapping of token id to bias")
+        for token, value in bias.items():
+            request.logit_bias[_int("logit_bias", token)] = _float("logit_bias", value)
+    if "extra_params" in p:
+        if not isinstance(p["extra_params"], Mapping):
+            raise TypeError("extra_params: expected a mapping")
+        request.extra_params.update(dict(p["extra_params"]))
     return request
 
 

@@ -568,12 +568,52 @@ export interface CompleteRequest {
    * schema); unset: the server's `switchboard.routing.validate_json`. An answer that
    * does not conform goes to the next deployment, like a failure.
    */
-  validateJson?: boolean | undefined;
+  validateJson?:
+    | boolean
+    | undefined;
+  /**
+   * Options passed to providers that take them and dropped (reported on the attempt
+   * span as `switchboard.dropped_params`) for those that do not, as litellm's
+   * drop_params does.
+   * The end user, for the provider's abuse monitoring (at most 256 characters).
+   */
+  user: string;
+  parallelToolCalls?:
+    | boolean
+    | undefined;
+  /** `minimal`, `low`, `medium` or `high`, for reasoning models. */
+  reasoningEffort: string;
+  /** Token id -> bias in [-100, 100]; at most 300 entries. */
+  logitBias: { [key: number]: number };
+  logprobs?:
+    | boolean
+    | undefined;
+  /** 0-20, with `logprobs`. */
+  topLogprobs?:
+    | number
+    | undefined;
+  /**
+   * Provider-specific parameters, sent as they are (bounded like tool schemas); they
+   * may not set what the fields above or the gateway set.
+   */
+  extraParams?:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * Answers to generate (1-8; Complete only). Each counts against the limits:
+   * n answers reserve n times the output.
+   */
+  n?: number | undefined;
 }
 
 export interface CompleteRequest_MetadataEntry {
   key: string;
   value: string;
+}
+
+export interface CompleteRequest_LogitBiasEntry {
+  key: number;
+  value: number;
 }
 
 /**
@@ -632,7 +672,11 @@ export interface CompleteResponse {
     | RoutingDecision
     | undefined;
   /** Set on a cache hit (`cache_hit` true). */
-  cache?: CacheHit | undefined;
+  cache?:
+    | CacheHit
+    | undefined;
+  /** Every answer, in order, when the request asked for n > 1; `message` is the first. */
+  choices: Message[];
 }
 
 /** How the answering deployment was chosen. */
@@ -2035,6 +2079,14 @@ function createBaseCompleteRequest(): CompleteRequest {
     metadata: {},
     responseFormat: undefined,
     validateJson: undefined,
+    user: "",
+    parallelToolCalls: undefined,
+    reasoningEffort: "",
+    logitBias: {},
+    logprobs: undefined,
+    topLogprobs: undefined,
+    extraParams: undefined,
+    n: undefined,
   };
 }
 
@@ -2084,6 +2136,30 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
     }
     if (message.validateJson !== undefined) {
       writer.uint32(120).bool(message.validateJson);
+    }
+    if (message.user !== "") {
+      writer.uint32(130).string(message.user);
+    }
+    if (message.parallelToolCalls !== undefined) {
+      writer.uint32(136).bool(message.parallelToolCalls);
+    }
+    if (message.reasoningEffort !== "") {
+      writer.uint32(146).string(message.reasoningEffort);
+    }
+    globalThis.Object.entries(message.logitBias).forEach(([key, value]: [string, number]) => {
+      CompleteRequest_LogitBiasEntry.encode({ key: key as any, value }, writer.uint32(154).fork()).join();
+    });
+    if (message.logprobs !== undefined) {
+      writer.uint32(160).bool(message.logprobs);
+    }
+    if (message.topLogprobs !== undefined) {
+      writer.uint32(168).uint32(message.topLogprobs);
+    }
+    if (message.extraParams !== undefined) {
+      Struct.encode(Struct.wrap(message.extraParams), writer.uint32(178).fork()).join();
+    }
+    if (message.n !== undefined) {
+      writer.uint32(184).uint32(message.n);
     }
     return writer;
   },
@@ -2224,6 +2300,73 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
             message.validateJson = reader.bool();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.parallelToolCalls = reader.bool();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.reasoningEffort = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            const entry19 = CompleteRequest_LogitBiasEntry.decode(reader, reader.uint32());
+            if (entry19.value !== undefined) {
+              message.logitBias[entry19.key] = entry19.value;
+            }
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.logprobs = reader.bool();
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.topLogprobs = reader.uint32();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.extraParams = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.n = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2294,6 +2437,56 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
         : isSet(object.validate_json)
         ? globalThis.Boolean(object.validate_json)
         : undefined,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      parallelToolCalls: isSet(object.parallelToolCalls)
+        ? globalThis.Boolean(object.parallelToolCalls)
+        : isSet(object.parallel_tool_calls)
+        ? globalThis.Boolean(object.parallel_tool_calls)
+        : undefined,
+      reasoningEffort: isSet(object.reasoningEffort)
+        ? globalThis.String(object.reasoningEffort)
+        : isSet(object.reasoning_effort)
+        ? globalThis.String(object.reasoning_effort)
+        : "",
+      logitBias: isObject(object.logitBias)
+        ? (globalThis.Object.entries(object.logitBias) as [string, any][]).reduce(
+          (acc: { [key: number]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, globalThis.Number(key), {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.logit_bias)
+        ? (globalThis.Object.entries(object.logit_bias) as [string, any][]).reduce(
+          (acc: { [key: number]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, globalThis.Number(key), {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      logprobs: isSet(object.logprobs) ? globalThis.Boolean(object.logprobs) : undefined,
+      topLogprobs: isSet(object.topLogprobs)
+        ? globalThis.Number(object.topLogprobs)
+        : isSet(object.top_logprobs)
+        ? globalThis.Number(object.top_logprobs)
+        : undefined,
+      extraParams: isObject(object.extraParams)
+        ? object.extraParams
+        : isObject(object.extra_params)
+        ? object.extra_params
+        : undefined,
+      n: isSet(object.n) ? globalThis.Number(object.n) : undefined,
     };
   },
 
@@ -2350,6 +2543,36 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
     if (message.validateJson !== undefined) {
       obj.validateJson = message.validateJson;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.parallelToolCalls !== undefined) {
+      obj.parallelToolCalls = message.parallelToolCalls;
+    }
+    if (message.reasoningEffort !== "") {
+      obj.reasoningEffort = message.reasoningEffort;
+    }
+    if (message.logitBias) {
+      const entries = globalThis.Object.entries(message.logitBias) as [string, number][];
+      if (entries.length > 0) {
+        obj.logitBias = {};
+        entries.forEach(([k, v]) => {
+          obj.logitBias[k] = floatToJson(v);
+        });
+      }
+    }
+    if (message.logprobs !== undefined) {
+      obj.logprobs = message.logprobs;
+    }
+    if (message.topLogprobs !== undefined) {
+      obj.topLogprobs = Math.round(message.topLogprobs);
+    }
+    if (message.extraParams !== undefined) {
+      obj.extraParams = message.extraParams;
+    }
+    if (message.n !== undefined) {
+      obj.n = Math.round(message.n);
+    }
     return obj;
   },
 
@@ -2385,6 +2608,22 @@ export const CompleteRequest: MessageFns<CompleteRequest> = {
       ? ResponseFormat.fromPartial(object.responseFormat)
       : undefined;
     message.validateJson = object.validateJson ?? undefined;
+    message.user = object.user ?? "";
+    message.parallelToolCalls = object.parallelToolCalls ?? undefined;
+    message.reasoningEffort = object.reasoningEffort ?? "";
+    message.logitBias = (globalThis.Object.entries(object.logitBias ?? {}) as [string, number][]).reduce(
+      (acc: { [key: number]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[globalThis.Number(key)] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.logprobs = object.logprobs ?? undefined;
+    message.topLogprobs = object.topLogprobs ?? undefined;
+    message.extraParams = object.extraParams ?? undefined;
+    message.n = object.n ?? undefined;
     return message;
   },
 };
@@ -2470,6 +2709,91 @@ export const CompleteRequest_MetadataEntry: MessageFns<CompleteRequest_MetadataE
     const message = createBaseCompleteRequest_MetadataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCompleteRequest_LogitBiasEntry(): CompleteRequest_LogitBiasEntry {
+  return { key: 0, value: 0 };
+}
+
+export const CompleteRequest_LogitBiasEntry: MessageFns<CompleteRequest_LogitBiasEntry> = {
+  encode(message: CompleteRequest_LogitBiasEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== 0) {
+      writer.uint32(8).int64(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(17).double(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteRequest_LogitBiasEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteRequest_LogitBiasEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.key = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.value = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteRequest_LogitBiasEntry {
+    return {
+      key: isSet(object.key) ? globalThis.Number(object.key) : 0,
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: CompleteRequest_LogitBiasEntry): unknown {
+    const obj: any = {};
+    if (message.key !== 0) {
+      obj.key = Math.round(message.key);
+    }
+    if (message.value !== 0) {
+      obj.value = floatToJson(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CompleteRequest_LogitBiasEntry>): CompleteRequest_LogitBiasEntry {
+    return CompleteRequest_LogitBiasEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompleteRequest_LogitBiasEntry>): CompleteRequest_LogitBiasEntry {
+    const message = createBaseCompleteRequest_LogitBiasEntry();
+    message.key = object.key ?? 0;
+    message.value = object.value ?? 0;
     return message;
   },
 };
@@ -2878,6 +3202,7 @@ function createBaseCompleteResponse(): CompleteResponse {
     modelGroup: "",
     routing: undefined,
     cache: undefined,
+    choices: [],
   };
 }
 
@@ -2921,6 +3246,9 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
     }
     if (message.cache !== undefined) {
       CacheHit.encode(message.cache, writer.uint32(106).fork()).join();
+    }
+    for (const v of message.choices) {
+      Message.encode(v!, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -3042,6 +3370,14 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
             message.cache = CacheHit.decode(reader, reader.uint32());
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.choices.push(Message.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3091,6 +3427,9 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
         : "",
       routing: isSet(object.routing) ? RoutingDecision.fromJSON(object.routing) : undefined,
       cache: isSet(object.cache) ? CacheHit.fromJSON(object.cache) : undefined,
+      choices: globalThis.Array.isArray(object?.choices)
+        ? object.choices.map((e: any) => Message.fromJSON(e))
+        : [],
     };
   },
 
@@ -3135,6 +3474,9 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
     if (message.cache !== undefined) {
       obj.cache = CacheHit.toJSON(message.cache);
     }
+    if (message.choices?.length) {
+      obj.choices = message.choices.map((e) => Message.toJSON(e));
+    }
     return obj;
   },
 
@@ -3162,6 +3504,7 @@ export const CompleteResponse: MessageFns<CompleteResponse> = {
     message.cache = (object.cache !== undefined && object.cache !== null)
       ? CacheHit.fromPartial(object.cache)
       : undefined;
+    message.choices = object.choices?.map((e) => Message.fromPartial(e)) || [];
     return message;
   },
 };
