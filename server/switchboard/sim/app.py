@@ -84,13 +84,15 @@ class _Plan:
     completion: Completion | None
     tool_call: ToolCallPlan | None
     drop_after: int | None
+    # The answers after the first when the request asked for n > 1.
+    more: tuple[Completion, ...] = ()
 
     @property
     def completion_tokens(self) -> int:
         if self.tool_call is not None:
             return self.tool_call.completion_tokens
         assert self.completion is not None
-        return len(self.completion.pieces)
+        return len(self.completion.pieces) + sum(len(c.pieces) for c in self.more)
 
     @property
     def finish_reason(self) -> str:
@@ -239,16 +241,10 @@ class SimApp:
         tool = chat.forced_tool() if chat.tool_choice is not ToolChoiceMode.NONE else None
         if tool is not None:
             tool_call = plan_tool_call(tool, content_rng, wire.random_id("call_", content_rng, 24))
-        elif chat.response_format != "text":
-            broken = settings.rng.random() < profile.broken_json_rate
-            completion = plan_json(content_rng, chat.response_schema, broken=broken)
         else:
-            length = content_rng.randint(profile.min_output_tokens, profile.max_output_tokens)
-            max_tokens = chat.max_tokens
-            if profile.max_context_tokens is not None:
-                room = max(profile.max_context_tokens - prompt_tokens, 1)
-                max_tokens = room if max_tokens is None else min(max_tokens, room)
-            completion = plan_completion(content_rng, length, max_tokens, chat.stop)
+            completion, *more = [
+                self._answer(chat, profile, prompt_tokens, content_rng) for _ in range(chat.n)
+            ]
         plan = _Plan(
             chat=chat,
             profile_name=profile_name,
@@ -263,9 +259,24 @@ class SimApp:
             completion=completion,
             tool_call=tool_call,
             drop_after=profile.faults.drop_after_chunks if fault is not None else None,
+            more=tuple(more) if tool_call is None else (),
         )
         self._spend_budget(profile_name, chat, prompt_tokens + plan.completion_tokens, now)
         return plan
+
+    def _answer(
+        self, chat: ChatRequest, profile: SimProfile, prompt_tokens: int, rng: random.Random
+    ) -> Completion:
+        """One text or JSON answer of a drawn length."""
+        if chat.response_format != "text":
+            broken = self.settings.rng.random() < profile.broken_json_rate
+            return plan_json(rng, chat.response_schema, broken=broken)
+        length = rng.randint(profile.min_output_tokens, profile.max_output_tokens)
+        max_tokens = chat.max_tokens
+        if profile.max_context_tokens is not None:
+            room = max(profile.max_context_tokens - prompt_tokens, 1)
+            max_tokens = room if max_tokens is None else min(max_tokens, room)
+        return plan_completion(rng, length, max_tokens, chat.stop)
 
     async def _parse(self, request: web.Request) -> ChatRequest:
         raw = await request.read()
@@ -437,6 +448,14 @@ class SimApp:
         body = wire.completion(
             plan.meta, message, plan.finish_reason, plan.prompt_tokens, plan.completion_tokens
         )
+        if plan.more:
+            body["choices"] = [
+                wire.choice(0, message, plan.finish_reason),
+                *(
+                    wire.choice(i, wire.text_message(answer.text), answer.finish_reason)
+                    for i, answer in enumerate(plan.more, start=1)
+                ),
+            ]
         response = await self._write_json(
             request, exchange, 200, body, self._headers(plan), drop_after=plan.drop_after
         )

@@ -64,6 +64,8 @@ class ChatRequest:
     # "text", "json_object" or "json_schema" (with `response_schema`).
     response_format: str = "text"
     response_schema: Mapping[str, object] | None = None
+    # Answers to generate (text and JSON; tool calls answer once).
+    n: int = 1
 
     def forced_tool(self) -> ToolSpec | None:
         """The tool the simulator must call, when the request leaves it no choice.

@@ -279,8 +279,10 @@ def parse_chat_request(body: object) -> ChatRequest:
     model = _string(model, "model")
     messages = _messages(body)
     n = _optional_int(body, "n", minimum=1)
-    if n is not None and n != 1:
-        raise _invalid_value("n", f"the simulator supports only n=1, got {n}.")
+    if n is not None and n > MAX_N:
+        raise _invalid_value("n", f"the simulator answers at most n={MAX_N}, got {n}.")
+    if n is not None and n > 1 and _optional_bool(body, "stream"):
+        raise _invalid_value("n", f"the simulator streams n=1 only, got {n}.")
     max_tokens = _optional_int(body, "max_completion_tokens", minimum=1)
     if max_tokens is None:
         max_tokens = _optional_int(body, "max_tokens", minimum=1)
@@ -311,10 +313,12 @@ def parse_chat_request(body: object) -> ChatRequest:
         include_usage=include_usage and stream,
         response_format=response_format,
         response_schema=response_schema,
+        n=n or 1,
     )
 
 
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+MAX_N = 8
 
 
 def _response_format(body: Mapping[str, object]) -> tuple[str, Mapping[str, object] | None]:

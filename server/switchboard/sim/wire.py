@@ -63,13 +63,15 @@ def completion(
         "object": "chat.completion",
         "created": meta.created,
         "model": meta.model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
-        ],
+        "choices": [choice(0, message, finish_reason)],
         "usage": usage(prompt_tokens, completion_tokens),
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
+
+
+def choice(index: int, message: JsonObject, finish_reason: str) -> JsonObject:
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
 
 
 def text_message(content: str) -> JsonObject:

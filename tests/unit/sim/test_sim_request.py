@@ -112,7 +112,7 @@ def test_auto_tool_choice_answers_with_text() -> None:
             "messages[0].tool_call_id",
             "missing_required_parameter",
         ),
-        ({"model": "m", "messages": [USER], "n": 2}, "n", "invalid_value"),
+        ({"model": "m", "messages": [USER], "n": 9}, "n", "invalid_value"),
         ({"model": "m", "messages": [USER], "max_tokens": "10"}, "max_tokens", "invalid_type"),
         ({"model": "m", "messages": [USER], "max_tokens": 0}, "max_tokens", "invalid_value"),
         ({"model": "m", "messages": [USER], "max_tokens": True}, "max_tokens", "invalid_type"),
@@ -162,3 +162,13 @@ def test_response_format_is_parsed_and_checked() -> None:
         with pytest.raises(InvalidRequest) as caught:
             parse_chat_request({**base, "response_format": bad})
         assert caught.value.param == param
+
+
+def test_n_answers_are_bounded_and_never_streamed() -> None:
+    base = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+    assert parse_chat_request({**base, "n": 3}).n == 3
+    assert parse_chat_request(base).n == 1
+    for body in ({**base, "n": 9}, {**base, "n": 2, "stream": True}):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_chat_request(body)
+        assert caught.value.param == "n"
