@@ -339,7 +339,7 @@ async def test_the_path_without_v1_works_too(sim: SimServer, http: aiohttp.Clien
     [
         (b"{not json", None),
         (json.dumps({"model": "instant"}).encode(), "messages"),
-        (json.dumps(chat_body(n=2)).encode(), "n"),
+        (json.dumps(chat_body(n=9)).encode(), "n"),
         (json.dumps(chat_body(max_tokens="ten")).encode(), "max_tokens"),
     ],
 )
