@@ -208,12 +208,11 @@ class SharedLimiter:
 
     async def commit(self, ticket: SharedTicket, actual_tokens: int) -> None:
         """Corrects the reservation to real usage, up or down, where it still counts."""
-        _check_tokens(actual_tokens)
-        await self._settle(ticket, 0, actual_tokens - ticket.tokens)
+        await self.settle_all([(ticket, actual_tokens)])
 
     async def release(self, ticket: SharedTicket) -> None:
         """Refunds the reservation entirely: the request never ran."""
-        await self._settle(ticket, -1, -ticket.tokens)
+        await self.settle_all([(ticket, None)])
 
     async def aclose(self) -> None:
         """Waits for the acquires already sent (each bounded by the timeout)."""
@@ -241,21 +240,8 @@ class SharedLimiter:
                 args = ["settle", *self._common, str(requests), str(tokens)]
                 args.extend(str(b) for b in ticket.buckets)
                 calls.append(([self._prefix + k for k in ticket.keys], args))
-        if not calls:
-            return
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                replies = await self._calls(calls)
-                # A script flushed meanwhile: NOSCRIPT means those calls never ran.
-                again = [c for c, r in zip(calls, replies, strict=True) if _noscript(r)]
-                if again:
-                    await self._redis.script_load(self._script)
-                    replies = await self._calls(again)
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
-        failed = next((r for r in replies if isinstance(r, Exception)), None)
-        if failed is not None:
-            raise SharedLimiterUnavailable(f"shared limiter: {failed}")
+        if calls:
+            _replied(await self._eval_all(calls))
 
     async def charge(
         self, totals: Mapping[str, tuple[int, int]], charge_id: str
@@ -315,18 +301,9 @@ class SharedLimiter:
         if not limited:
             return {}
         calls = [([self._prefix + k], ["headroom", *self._common]) for k in limited]
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                replies = await self._pipeline(calls)
-                if any(_noscript(r) for r in replies):
-                    await self._redis.script_load(self._script)
-                    replies = await self._pipeline(calls)
-        except _UNAVAILABLE as exc:
-            raise _unavailable(exc) from exc
+        replies = _replied(await self._eval_all(calls))
         found: dict[str, tuple[int | None, int | None]] = {}
         for key, reply in zip(limited, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise SharedLimiterUnavailable(f"shared limiter: {reply}")
             requests, tokens = (int(x) for x in reply)
             limits = self._limits[key]
             found[key] = (
@@ -345,28 +322,32 @@ class SharedLimiter:
         if ticket.settled:
             raise ValueError("the ticket is already committed or released")
 
-    async def _settle(self, ticket: SharedTicket, requests: int, tokens: int) -> None:
-        self._check_open(ticket)
-        # Settled before asking: a retry after a lost reply could apply it twice.
-        ticket.settled = True
-        if not ticket.keys or (requests == 0 and tokens == 0):
-            return
-        args = ["settle", *self._common, str(requests), str(tokens)]
-        args.extend(str(b) for b in ticket.buckets)
-        await self._run(list(ticket.keys), args)
-
     async def _run(self, keys: list[str], args: list[str]) -> list[Any]:
-        """One EVALSHA (plus SCRIPT LOAD and a retry on NOSCRIPT), bounded in time."""
-        names = [self._prefix + key for key in keys]
+        """One EVALSHA, as `_eval_all` sends it."""
+        (reply,) = _replied(await self._eval_all([([self._prefix + k for k in keys], args)]))
+        found: list[Any] = reply
+        return found
+
+    async def _eval_all(self, calls: list[tuple[list[str], list[str]]]) -> list[Any]:
+        """The script's replies to `calls` (prefixed key names, args), in one round trip
+        bounded by the timeout; a script error stays in its reply.
+
+        A script flushed meanwhile (a restart, SCRIPT FLUSH) answers NOSCRIPT,
+        which means the call never ran: the script is loaded and those calls
+        alone are sent again.
+        """
         try:
             async with asyncio.timeout(self._timeout_s):
-                try:
-                    return await self._evalsha(names, args)
-                except NoScriptError:
+                replies = await self._calls(calls)
+                again = [i for i, r in enumerate(replies) if _noscript(r)]
+                if again:
                     await self._redis.script_load(self._script)
-                    return await self._evalsha(names, args)
+                    resent = await self._calls([calls[i] for i in again])
+                    for i, reply in zip(again, resent, strict=True):
+                        replies[i] = reply
         except _UNAVAILABLE as exc:
             raise _unavailable(exc) from exc
+        return replies
 
     async def _ask(self, keys: list[str], args: list[str]) -> list[Any]:
         """One acquire, sent with every other acquire asked for in the same turn of the loop.
@@ -392,18 +373,14 @@ class SharedLimiter:
     async def _send(self, batch: list[_Asked]) -> None:
         self.batches += 1
         self.batched += len(batch)
-        calls = [(asked.names, asked.args) for asked in batch]
         try:
-            async with asyncio.timeout(self._timeout_s):
-                replies = await self._calls(calls)
-                again = [i for i, r in enumerate(replies) if _noscript(r)]
-                if again:
-                    await self._redis.script_load(self._script)
-                    resent = await self._pipeline([calls[i] for i in again])
-                    for i, reply in zip(again, resent, strict=True):
-                        replies[i] = reply
-        except (*_UNAVAILABLE, asyncio.CancelledError) as exc:
-            error = SharedLimiterUnavailable(f"shared limiter: {type(exc).__name__}: {exc}")
+            replies = await self._eval_all([(asked.names, asked.args) for asked in batch])
+        except (SharedLimiterUnavailable, asyncio.CancelledError) as exc:
+            error = (
+                exc
+                if isinstance(exc, SharedLimiterUnavailable)
+                else SharedLimiterUnavailable("shared limiter: the send was cancelled")
+            )
             for asked in batch:
                 if not asked.reply.done():
                     asked.reply.set_exception(error)
@@ -477,6 +454,14 @@ def _unavailable(exc: BaseException) -> BaseException:
     if cancel_requested():
         return asyncio.CancelledError()
     return SharedLimiterUnavailable(f"shared limiter: {type(exc).__name__}: {exc}")
+
+
+def _replied(replies: list[Any]) -> list[Any]:
+    """The replies, unless one is an error: then Redis did not decide as asked."""
+    failed = next((r for r in replies if isinstance(r, Exception)), None)
+    if failed is not None:
+        raise SharedLimiterUnavailable(f"shared limiter: {failed}")
+    return replies
 
 
 def _noscript(reply: Any) -> bool:
