@@ -202,7 +202,6 @@ class Gateway:
         self._aliases = AliasExpander(settings)
         self._ledger = ledger
         self._budgets = budgets
-        self._providers = {d.id: d.provider for d in settings.deployments}
         self._deployments = {d.id: d for d in settings.deployments}
         # Per deployment, USD per input and per output token (prices never change).
         self._rates: dict[str, tuple[float, float]] = {}
@@ -320,16 +319,21 @@ class Gateway:
             await cache.store(request, lookup, cache.answer_of(completion))
         return completion
 
-    @staticmethod
-    def _storable(request: CompletionRequest, text: str) -> bool:
+    def _storable(self, request: CompletionRequest, text: str, problem: str = "") -> bool:
         """A JSON answer is cached only if it is the JSON asked for, checked or not:
         a caller that validates must never be served one that fails. Several answers
-        (n > 1) are not cached: an entry holds one."""
+        (n > 1) are not cached: an entry holds one.
+
+        `problem`: what the call's own check found (a Complete that reaches here
+        passed it); the answer is parsed again only when nobody checked it.
+        """
         if request.options.answers > 1:
             return False
         rf = request.response_format
         if rf is None or not rf.wants_json:
             return True
+        if self._validates(request):
+            return not problem
         return output_problem(text, rf) is None
 
     async def _complete(
@@ -432,7 +436,8 @@ class Gateway:
                 if isinstance(event, StreamFinal):
                     if lookup is not None:
                         answer = recorder.answer(event, self._wall())
-                        if self._storable(request, "".join(answer.pieces)):
+                        text = "".join(answer.pieces)
+                        if self._storable(request, text, event.validation_error):
                             await cache.store(request, lookup, answer)
                 elif lookup is not None:
                     recorder.add(event)
@@ -671,7 +676,7 @@ class Gateway:
             attempts.append(
                 AttemptRecord(
                     deployment=attempt.deployment,
-                    provider=self._providers.get(attempt.deployment, ""),
+                    provider=self._deployments[attempt.deployment].provider,
                     outcome=attempt.outcome.value,
                     latency_s=attempt.latency_s,
                     input_tokens=billed.input_tokens,
