@@ -56,6 +56,7 @@ from switchboard.workers import Supervisor, reserve
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from switchboard.providers.prices import PriceTable
     from switchboard.replicas import ReplicaSync
     from switchboard.routing.latency import LatencyTracker
 
@@ -77,8 +78,12 @@ def build_gateway(
     ledger: Ledger | None = None,
 ) -> Gateway:
     """`ledger`: where spend is added up; one in process (or on `state_redis`) when None."""
+    from switchboard.providers.prices import PriceTable
+
+    # One price map for the adapters and for vision (parsed once, on first use).
+    prices = PriceTable.bundled()
     if provider is None:
-        provider = build_provider(settings)
+        provider = build_provider(settings, prices)
     rng = rng or random.Random()
     entities = budget_entities(settings)
     if ledger is None:
@@ -125,7 +130,7 @@ def build_gateway(
         pre_call_checks=router_settings.pre_call_checks,
         paused=None if budgets is None else budgets.deployment_paused_until,
         observer=sync,
-        vision=vision_of(settings),
+        vision=vision_of(prices),
     )
     recorder = Recorder(telemetry or Telemetry(), clock)
     cache = None
@@ -165,12 +170,9 @@ def build_gateway(
     return gateway
 
 
-def vision_of(settings: Settings) -> Callable[[Deployment], bool]:
+def vision_of(prices: PriceTable) -> Callable[[Deployment], bool]:
     """Whether a deployment takes images: `model_info.supports_vision`, else litellm's
     model map (read without importing litellm, on the first image), else yes."""
-    from switchboard.providers.prices import PriceTable
-
-    prices = PriceTable.bundled()
     known: dict[str, bool] = {}
 
     def vision(deployment: Deployment) -> bool:
@@ -301,18 +303,16 @@ def build_cache_store(settings: CacheSettings, clock: Callable[[], float]) -> Ca
     return MemoryStore(max_entries=settings.max_entries, max_bytes=settings.max_bytes, clock=clock)
 
 
-def build_provider(settings: Settings) -> Provider:
+def build_provider(settings: Settings, prices: PriceTable) -> Provider:
     """The adapters the deployments need: litellm is imported only if one of them needs it.
 
     The prompt estimator and the price table come from litellm's package data,
     read without importing litellm (seconds of start-up and over 100 MB), so a
     config whose deployments all take the fast path never loads it.
     """
-    from switchboard.providers.prices import PriceTable
     from switchboard.providers.tokens import PromptEstimator
 
     estimator = PromptEstimator.bundled()
-    prices = PriceTable.bundled()
     for deployment in settings.deployments:
         if configured_price(deployment, Usage()) is None:
             # Resolved now, so the map is parsed at start rather than on a call.
