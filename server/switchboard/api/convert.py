@@ -344,12 +344,7 @@ def _options(msg: pb.CompleteRequest, bad: _Violations, budget: _SchemaBudget) -
             bad("top_logprobs", "needs logprobs: true")
     extra: dict[str, Any] = {}
     if msg.HasField("extra_params") and budget.left >= 0 and not bad.skip():
-        try:
-            extra = _struct(msg.extra_params, budget)
-        except _NotFinite:
-            bad("extra_params", "numbers must be finite")
-        except _SchemaTooLarge:
-            bad("extra_params", f"more than {MAX_SCHEMA_VALUES} JSON values with the schemas")
+        extra = _json(msg.extra_params, "extra_params", budget, bad) or {}
         taken = sorted(set(extra) & RESERVED_PARAMS)
         if taken:
             bad("extra_params", f"may not set {', '.join(taken)}: use the request's own fields")
@@ -403,13 +398,8 @@ def _response_format(
         return None
     if budget.left < 0 or bad.skip():
         return None
-    try:
-        schema = _struct(rf.schema, budget)
-    except _NotFinite:
-        bad("response_format.schema", "numbers must be finite")
-        return None
-    except _SchemaTooLarge:
-        bad("response_format.schema", f"more than {MAX_SCHEMA_VALUES} JSON values in schemas")
+    schema = _json(rf.schema, "response_format.schema", budget, bad)
+    if schema is None:
         return None
     problem = schema_problem(schema)
     if problem is not None:
@@ -735,15 +725,32 @@ def _tool(t: pb.Tool, path: str, bad: _Violations, budget: _SchemaBudget) -> Too
         bad(f"{path}.name", "must be 1-64 letters, digits, _ or -")
     parameters: dict[str, Any] = {}
     if t.HasField("parameters") and budget.left >= 0 and not bad.skip():
-        try:
-            parameters = _struct(t.parameters, budget)
-        except _NotFinite:  # NaN and infinities have no JSON spelling
-            bad(f"{path}.parameters", "numbers must be finite")
-        except _SchemaTooLarge:
-            bad("tools", f"more than {MAX_SCHEMA_VALUES} JSON values in parameter schemas in all")
-        else:
+        read = _json(t.parameters, f"{path}.parameters", budget, bad, whole="tools")
+        if read is not None:
+            parameters = read
             _schema(parameters, f"{path}.parameters", bad)
     return Tool(name=name, description=t.description, parameters=parameters)
+
+
+def _json(
+    struct: struct_pb2.Struct, path: str, budget: _SchemaBudget, bad: _Bad, *, whole: str = ""
+) -> dict[str, Any] | None:
+    """A Struct as a dict within the request's one budget of JSON values (tool schemas,
+    the response schema and extra_params share it); None, and a violation, past it.
+
+    `whole`: the field to name when the budget runs out (the sum is its fault).
+    """
+    try:
+        return _struct(struct, budget)
+    except _NotFinite:  # NaN and infinities have no JSON spelling
+        bad(path, "numbers must be finite")
+    except _SchemaTooLarge:
+        bad(
+            whole or path,
+            f"more than {MAX_SCHEMA_VALUES} JSON values in tool schemas, the response "
+            "schema and extra_params in all",
+        )
+    return None
 
 
 def _struct(struct: struct_pb2.Struct, budget: _SchemaBudget) -> dict[str, Any]:
