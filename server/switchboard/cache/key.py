@@ -57,9 +57,9 @@ class CacheKeys:
         if request.response_format is not None:
             # A JSON answer is another answer (absent: the keys stored before it existed).
             self._head.append(request.response_format.openai())
-        options = request.options
-        if options.openai() or options.extra_params:
-            self._head.append([options.openai(), dict(options.extra_params)])
+        options, extra = request.options.openai(), request.options.extra_params
+        if options or extra:
+            self._head.append([options, dict(extra)])
         # The exact key (hex SHA-256), unique to scope, namespace and request.
         self.exact = _digest([*self._head, [_message(m) for m in request.messages]])
         last = request.messages[-1] if request.messages else None
