@@ -45,9 +45,20 @@ export function connect() {
   connected = true;
 }
 
+// Turning every answer into JSON costs k6 more CPU than some systems spend on
+// the call, on the cores they share, and costs more for a larger answer: every
+// call's status is checked, and one call in CHECK_EVERY has its answer decoded
+// and checked too.
+const CHECK_EVERY = 16;
+
 function unary() {
-  const res = client.invoke('switchboard.v1.Gateway/Complete', REQUEST, { timeout: TIMEOUT });
-  if (res && res.status === grpc.StatusOK && res.message && res.message.message) {
+  const check = exec.scenario.iterationInTest % CHECK_EVERY === 0;
+  const res = client.invoke('switchboard.v1.Gateway/Complete', REQUEST, {
+    timeout: TIMEOUT,
+    discardResponseMessage: !check,
+  });
+  const answered = !check || (res && res.message && res.message.message);
+  if (res && res.status === grpc.StatusOK && answered) {
     ok.add(1);
   } else {
     bad.add(1);
