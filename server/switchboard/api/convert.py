@@ -25,7 +25,7 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
@@ -138,11 +138,13 @@ _JSON_OBJECT = re.compile(r"[ \t\n\r]*\{")
 
 P = TypeVar("P", bound=ProtoMessage)
 
+# The roles as globals: `Role.USER` looks the member up on the class, ~50 ns a time.
+_SYSTEM, _USER, _ASSISTANT, _TOOL = Role.SYSTEM, Role.USER, Role.ASSISTANT, Role.TOOL
 _ROLES = {
-    pb.ROLE_SYSTEM: Role.SYSTEM,
-    pb.ROLE_USER: Role.USER,
-    pb.ROLE_ASSISTANT: Role.ASSISTANT,
-    pb.ROLE_TOOL: Role.TOOL,
+    pb.ROLE_SYSTEM: _SYSTEM,
+    pb.ROLE_USER: _USER,
+    pb.ROLE_ASSISTANT: _ASSISTANT,
+    pb.ROLE_TOOL: _TOOL,
 }
 _FINISH = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
@@ -222,10 +224,17 @@ class _Violations:
 
 
 def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) -> CompletionRequest:
-    """A validated domain request from `caller`, or InvalidRequest naming its violations."""
-    bad = _Violations()
+    """A validated domain request from `caller`, or InvalidRequest naming its violations.
 
-    _counts(msg, bad)
+    Runs on every call, so a common request (plain messages, no tools, options
+    or metadata) pays only for what it holds: each optional part is checked
+    for presence once, and its walk skipped when it is absent.
+    """
+    bad = _Violations()
+    # Each read of a repeated or map field builds a new container: read each once.
+    pb_messages, pb_stop, pb_tools, pb_metadata = msg.messages, msg.stop, msg.tools, msg.metadata
+
+    calls, parts = _counts(pb_messages, pb_stop, pb_tools, pb_metadata, bad)
     if bad:
         raise bad.error()
 
@@ -234,74 +243,43 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         bad("model", f"at most {MAX_NAME_CHARS} characters")
     elif not model.strip():
         bad("model", "must name a model group or alias")
-    if not msg.messages:
+    if not pb_messages:
         bad("messages", "must contain at least one message")
-    messages = _messages(msg.messages, bad)
+    messages = _messages(pb_messages, bad, plain=not (calls or parts))
     if not bad.skipped:
-        _turns(messages, bad)
+        _turns(messages, bad, calls)
 
-    sampling = Sampling(
-        max_tokens=msg.max_tokens if msg.HasField("max_tokens") else None,
-        temperature=msg.temperature if msg.HasField("temperature") else None,
-        top_p=msg.top_p if msg.HasField("top_p") else None,
-        stop=tuple(msg.stop),
-        seed=msg.seed if msg.HasField("seed") else None,
-        presence_penalty=msg.presence_penalty if msg.HasField("presence_penalty") else None,
-        frequency_penalty=msg.frequency_penalty if msg.HasField("frequency_penalty") else None,
-    )
-    if sampling.max_tokens is not None and not 1 <= sampling.max_tokens <= MAX_TOKENS_LIMIT:
-        bad("max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT}")
-    _in_range(sampling.temperature, "temperature", 0.0, 2.0, bad)
-    _in_range(sampling.top_p, "top_p", 0.0, 1.0, bad)
-    _in_range(sampling.presence_penalty, "presence_penalty", -2.0, 2.0, bad)
-    _in_range(sampling.frequency_penalty, "frequency_penalty", -2.0, 2.0, bad)
-    for i, stop in enumerate(sampling.stop):
-        if not stop:
-            bad(f"stop[{i}]", "must not be empty")
-        elif len(stop) > MAX_STOP_CHARS:
-            bad(f"stop[{i}]", f"at most {MAX_STOP_CHARS} characters")
+    sampling = _sampling(msg, pb_stop, bad)
 
     budget = _SchemaBudget()
-    tools = tuple(_tool(t, f"tools[{i}]", bad, budget) for i, t in enumerate(msg.tools))
-    names = [t.name for t in tools]
-    seen_names: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen_names:
-            bad(f"tools[{i}].name", f"duplicate tool name {name[:_QUOTE_CHARS]!r}")
-        seen_names.add(name)
+    tools: tuple[Tool, ...] = ()
+    names: set[str] = set()
+    if pb_tools:
+        tools = tuple(_tool(t, f"tools[{i}]", bad, budget) for i, t in enumerate(pb_tools))
+        names = _tool_names(tools, bad)
     choice = msg.tool_choice
-    if choice and choice not in TOOL_CHOICES and choice not in seen_names:
+    if choice and choice not in TOOL_CHOICES and choice not in names:
         bad("tool_choice", "must be auto, none, required or the name of a tool in tools")
-    if choice in ("required",) and not tools:
+    if choice == "required" and not tools:
         bad("tool_choice", "required needs at least one tool")
 
-    prompt_chars = (
-        sum(
-            len(m.content)
-            + sum(len(c.arguments) for c in m.tool_calls)
-            + sum(len(p.text) for p in m.parts if isinstance(p, TextPart))
-            for m in messages
-        )
-        + sum(len(t.description) for t in tools)
-        + budget.chars
-    )
+    prompt_chars = _prompt_chars(messages, tools, budget, calls=calls, parts=parts)
     if prompt_chars > MAX_PROMPT_CHARS:
         bad("messages", f"{prompt_chars} prompt characters; at most {MAX_PROMPT_CHARS}")
-    else:  # last, and only within the prompt limit: its cost grows with the text
+    elif calls:  # last, and only within the prompt limit: its cost grows with the text
         _arguments(messages, bad)
 
-    response_format = _response_format(msg, bad, budget)
+    has = msg.HasField
+    response_format = (
+        _response_format(msg.response_format, bad, budget) if has("response_format") else None
+    )
     options = _options(msg, bad, budget)
-    cache = _cache_control(msg.cache, bad)
-    metadata = dict(msg.metadata)
-    for key, value in metadata.items():
-        if not key or len(key) > MAX_METADATA_KEY_CHARS:
-            bad(f"metadata[{key[:_QUOTE_CHARS]!r}]", "keys are 1-128 characters")
-        elif len(value) > MAX_METADATA_VALUE_CHARS:
-            bad(
-                f"metadata[{key[:_QUOTE_CHARS]!r}]",
-                f"at most {MAX_METADATA_VALUE_CHARS} characters",
-            )
+    # Unset, the cache field reads as all defaults: the shared default is the same value.
+    cache = _cache_control(msg.cache, bad) if has("cache") else _NO_CACHE_CONTROL
+    metadata: dict[str, str] = {}
+    if pb_metadata:  # dict() of a map field costs half a microsecond, even empty
+        metadata = dict(pb_metadata)
+        _check_metadata(metadata, bad)
 
     if bad:
         raise bad.error()
@@ -315,48 +293,137 @@ def request_from_proto(msg: pb.CompleteRequest, caller: Caller | None = None) ->
         metadata=metadata,
         caller=caller,
         response_format=response_format,
-        validate_json=msg.validate_json if msg.HasField("validate_json") else None,
+        validate_json=msg.validate_json if has("validate_json") else None,
         options=options,
     )
 
 
+def _sampling(msg: pb.CompleteRequest, pb_stop: Sequence[str], bad: _Bad) -> Sampling:
+    has = msg.HasField
+    max_tokens = msg.max_tokens if has("max_tokens") else None
+    temperature = msg.temperature if has("temperature") else None
+    top_p = msg.top_p if has("top_p") else None
+    presence = msg.presence_penalty if has("presence_penalty") else None
+    frequency = msg.frequency_penalty if has("frequency_penalty") else None
+    if max_tokens is not None and not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        bad("max_tokens", f"must be between 1 and {MAX_TOKENS_LIMIT}")
+    if not (temperature is None and top_p is None and presence is None and frequency is None):
+        _in_range(temperature, "temperature", 0.0, 2.0, bad)
+        _in_range(top_p, "top_p", 0.0, 1.0, bad)
+        _in_range(presence, "presence_penalty", -2.0, 2.0, bad)
+        _in_range(frequency, "frequency_penalty", -2.0, 2.0, bad)
+    stop: tuple[str, ...] = ()
+    if pb_stop:
+        stop = tuple(pb_stop)
+        for i, text in enumerate(stop):
+            if not text:
+                bad(f"stop[{i}]", "must not be empty")
+            elif len(text) > MAX_STOP_CHARS:
+                bad(f"stop[{i}]", f"at most {MAX_STOP_CHARS} characters")
+    return Sampling(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=stop,
+        seed=msg.seed if has("seed") else None,
+        presence_penalty=presence,
+        frequency_penalty=frequency,
+    )
+
+
+def _tool_names(tools: Sequence[Tool], bad: _Bad) -> set[str]:
+    """The tools' names, each used once."""
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        name = tool.name
+        if name in seen:
+            bad(f"tools[{i}].name", f"duplicate tool name {name[:_QUOTE_CHARS]!r}")
+        seen.add(name)
+    return seen
+
+
+def _prompt_chars(
+    messages: Sequence[Message],
+    tools: Sequence[Tool],
+    budget: _SchemaBudget,
+    *,
+    calls: int,
+    parts: int,
+) -> int:
+    """Message contents, call arguments, text parts, tool descriptions and schemas.
+
+    `calls` and `parts`: how many the messages hold in all; the sums over
+    them are skipped when there are none.
+    """
+    chars = budget.chars + sum(len(m.content) for m in messages)
+    if calls:
+        chars += sum(len(c.arguments) for m in messages for c in m.tool_calls)
+    if parts:
+        chars += sum(len(p.text) for m in messages for p in m.parts if isinstance(p, TextPart))
+    if tools:
+        chars += sum(len(t.description) for t in tools)
+    return chars
+
+
+def _check_metadata(metadata: dict[str, str], bad: _Bad) -> None:
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            bad(f"metadata[{key[:_QUOTE_CHARS]!r}]", "keys are 1-128 characters")
+        elif len(value) > MAX_METADATA_VALUE_CHARS:
+            bad(
+                f"metadata[{key[:_QUOTE_CHARS]!r}]",
+                f"at most {MAX_METADATA_VALUE_CHARS} characters",
+            )
+
+
+# What a request that sets no option gets: the default value, shared (it is
+# frozen, and nothing changes its maps) rather than built anew on each call.
+_NO_OPTIONS = RequestOptions()
+
+
 def _options(msg: pb.CompleteRequest, bad: _Violations, budget: _SchemaBudget) -> RequestOptions:
     """The provider options, bounded; extra_params may not set what the gateway sets."""
-    user = msg.user
+    user, effort, pb_bias = msg.user, msg.reasoning_effort, msg.logit_bias
+    has = msg.HasField
+    logprobs = msg.logprobs if has("logprobs") else None
+    top = msg.top_logprobs if has("top_logprobs") else None
+    n = msg.n if has("n") else None
+    parallel = msg.parallel_tool_calls if has("parallel_tool_calls") else None
+    has_extra = has("extra_params")
+    if not (user or effort or pb_bias or has_extra) and (
+        logprobs is None and top is None and n is None and parallel is None
+    ):
+        return _NO_OPTIONS
     if len(user) > MAX_USER_CHARS:
         bad("user", f"at most {MAX_USER_CHARS} characters")
-    effort = msg.reasoning_effort
     if effort and effort not in REASONING_EFFORTS:
         bad("reasoning_effort", "must be minimal, low, medium or high")
-    bias = dict(msg.logit_bias)
-    if len(bias) > MAX_LOGIT_BIAS:
-        bad("logit_bias", f"{len(bias)} entries; at most {MAX_LOGIT_BIAS}")
-    elif any(not (0 <= token < 2**31) for token in bias):
-        bad("logit_bias", "token ids are between 0 and 2^31")
-    elif any(not (math.isfinite(v) and -100 <= v <= 100) for v in bias.values()):
-        bad("logit_bias", "biases must be between -100 and 100")
-    logprobs = msg.logprobs if msg.HasField("logprobs") else None
-    top = msg.top_logprobs if msg.HasField("top_logprobs") else None
+    bias: dict[int, float] = {}
+    if pb_bias:  # dict() of a map field costs half a microsecond, even empty
+        bias = dict(pb_bias)
+        if len(bias) > MAX_LOGIT_BIAS:
+            bad("logit_bias", f"{len(bias)} entries; at most {MAX_LOGIT_BIAS}")
+        elif any(not (0 <= token < 2**31) for token in bias):
+            bad("logit_bias", "token ids are between 0 and 2^31")
+        elif any(not (math.isfinite(v) and -100 <= v <= 100) for v in bias.values()):
+            bad("logit_bias", "biases must be between -100 and 100")
     if top is not None:
         if top > MAX_TOP_LOGPROBS:
             bad("top_logprobs", f"must be between 0 and {MAX_TOP_LOGPROBS}")
         elif not logprobs:
             bad("top_logprobs", "needs logprobs: true")
     extra: dict[str, Any] = {}
-    if msg.HasField("extra_params") and budget.left >= 0 and not bad.skip():
+    if has_extra and budget.left >= 0 and not bad.skip():
         extra = _json(msg.extra_params, "extra_params", budget, bad) or {}
         taken = sorted(set(extra) & RESERVED_PARAMS)
         if taken:
             bad("extra_params", f"may not set {', '.join(taken)}: use the request's own fields")
-    n = msg.n if msg.HasField("n") else None
     if n is not None and not 1 <= n <= MAX_N:
         bad("n", f"must be between 1 and {MAX_N}")
     return RequestOptions(
         n=n,
         user=user,
-        parallel_tool_calls=(
-            msg.parallel_tool_calls if msg.HasField("parallel_tool_calls") else None
-        ),
+        parallel_tool_calls=parallel,
         reasoning_effort=effort,
         logit_bias=bias,
         logprobs=logprobs,
@@ -376,12 +443,10 @@ _FORMAT_KINDS = {
 
 
 def _response_format(
-    msg: pb.CompleteRequest, bad: _Violations, budget: _SchemaBudget
+    rf: pb.ResponseFormat, bad: _Violations, budget: _SchemaBudget
 ) -> ResponseFormat | None:
-    """The requested answer shape; None for plain text. A schema shares the tools' budget."""
-    if not msg.HasField("response_format"):
-        return None
-    rf = msg.response_format
+    """The requested answer shape (the field is set); None for plain text. A schema
+    shares the tools' budget."""
     kind = _FORMAT_KINDS.get(rf.type)
     if kind is None:
         bad("response_format.type", f"unknown type {rf.type}")
@@ -405,6 +470,9 @@ def _response_format(
     if problem is not None:
         bad("response_format.schema", problem)
     return ResponseFormat(kind, name=name, schema=schema, strict=rf.strict)
+
+
+_NO_CACHE_CONTROL = CacheControl()
 
 
 def _cache_control(msg: pb.CacheControl, bad: _Bad) -> CacheControl:
@@ -456,79 +524,111 @@ def _in_range(value: float | None, field: str, low: float, high: float, bad: _Ba
         bad(field, f"must be between {low:g} and {high:g}")
 
 
-def _counts(msg: pb.CompleteRequest, bad: _Bad) -> None:
-    """Repeated fields over their limits; `len` of a parsed field builds no Python objects."""
-    for field, count, limit in (
-        ("messages", len(msg.messages), MAX_MESSAGES),
-        ("stop", len(msg.stop), MAX_STOP_SEQUENCES),
-        ("tools", len(msg.tools), MAX_TOOLS),
-        ("metadata", len(msg.metadata), MAX_METADATA),
+def _counts(
+    messages: Sequence[pb.Message],
+    stop: Sequence[str],
+    tools: Sequence[pb.Tool],
+    metadata: Mapping[str, str],
+    bad: _Bad,
+) -> tuple[int, int]:
+    """Repeated fields over their limits; `len` of a parsed field builds no Python objects.
+
+    Returns the tool calls and the content parts of all messages.
+    """
+    if (
+        len(messages) > MAX_MESSAGES
+        or len(stop) > MAX_STOP_SEQUENCES
+        or len(tools) > MAX_TOOLS
+        or len(metadata) > MAX_METADATA
     ):
-        if count > limit:
-            bad(field, f"{count} entries; at most {limit}")
-    if len(msg.messages) > MAX_MESSAGES:
-        return
-    calls = 0
-    for i, m in enumerate(msg.messages):
-        count = len(m.tool_calls)
-        calls += count
-        if count > MAX_TOOL_CALLS:
+        for field, count, limit in (
+            ("messages", len(messages), MAX_MESSAGES),
+            ("stop", len(stop), MAX_STOP_SEQUENCES),
+            ("tools", len(tools), MAX_TOOLS),
+            ("metadata", len(metadata), MAX_METADATA),
+        ):
+            if count > limit:
+                bad(field, f"{count} entries; at most {limit}")
+        if len(messages) > MAX_MESSAGES:
+            return 0, 0
+    calls = parts = 0
+    over = False
+    for m in messages:
+        count_calls, count_parts = len(m.tool_calls), len(m.parts)
+        calls += count_calls
+        parts += count_parts
+        if count_calls > MAX_TOOL_CALLS or count_parts > MAX_PARTS:
+            over = True
+    if over or calls > MAX_TOTAL_TOOL_CALLS or parts > MAX_TOTAL_PARTS:
+        _count_violations(messages, calls, parts, bad)
+    return calls, parts
+
+
+def _count_violations(messages: Sequence[pb.Message], calls: int, parts: int, bad: _Bad) -> None:
+    """The messages' tool calls and parts over their limits: each message's, then all."""
+    for i, m in enumerate(messages):
+        if len(m.tool_calls) > MAX_TOOL_CALLS:
             bad(f"messages[{i}].tool_calls", f"at most {MAX_TOOL_CALLS} tool calls")
     if calls > MAX_TOTAL_TOOL_CALLS:
         bad("messages", f"{calls} tool calls in all; at most {MAX_TOTAL_TOOL_CALLS}")
-    parts = 0
-    for i, m in enumerate(msg.messages):
-        count = len(m.parts)
-        parts += count
-        if count > MAX_PARTS:
+    for i, m in enumerate(messages):
+        if len(m.parts) > MAX_PARTS:
             bad(f"messages[{i}].parts", f"at most {MAX_PARTS} parts")
     if parts > MAX_TOTAL_PARTS:
         bad("messages", f"{parts} content parts in all; at most {MAX_TOTAL_PARTS}")
 
 
-def _messages(pb_messages: Sequence[pb.Message], bad: _Violations) -> tuple[Message, ...]:
-    """The messages, until the report is full: past that, the request is refused anyway."""
+def _messages(
+    pb_messages: Sequence[pb.Message], bad: _Violations, *, plain: bool
+) -> tuple[Message, ...]:
+    """The messages, until the report is full: past that, the request is refused anyway.
+
+    `plain`: no message has tool calls or parts (the counts said so).
+    """
     out = []
     for i, m in enumerate(pb_messages):
-        if bad.full and i < len(pb_messages):
+        if bad.full:
             bad.skipped = True
             break
-        out.append(_message(m, f"messages[{i}]", bad))
+        out.append(_message(m, i, bad, plain=plain))
     return tuple(out)
 
 
-def _message(m: pb.Message, path: str, bad: _Bad) -> Message:
-    # Each read of a field builds a new Python object: read each once. Two
-    # thousand messages make this the hot loop of a large request.
+def _message(m: pb.Message, i: int, bad: _Bad, *, plain: bool) -> Message:
+    # Each read of a field builds a new Python object: read each once, and the
+    # repeated ones not at all when `plain` says they are empty. Two thousand
+    # messages make this the hot loop of a large request.
     content, name, tool_call_id, role_number = m.content, m.name, m.tool_call_id, m.role
-    pb_calls = m.tool_calls
-    has_calls = len(pb_calls) > 0
     known = _ROLES.get(role_number)
     if known is None:
-        bad(f"{path}.role", "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL")
-    role = known or Role.USER
-    if role is Role.TOOL and not tool_call_id:
-        bad(f"{path}.tool_call_id", "a tool message must say which call it answers")
+        bad(f"messages[{i}].role", "must be ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT or ROLE_TOOL")
+    role = known or _USER
+    if role is _TOOL and not tool_call_id:
+        bad(f"messages[{i}].tool_call_id", "a tool message must say which call it answers")
     if len(tool_call_id) > MAX_NAME_CHARS:
-        bad(f"{path}.tool_call_id", f"at most {MAX_NAME_CHARS} characters")
+        bad(f"messages[{i}].tool_call_id", f"at most {MAX_NAME_CHARS} characters")
     if len(name) > MAX_NAME_CHARS:
-        bad(f"{path}.name", f"at most {MAX_NAME_CHARS} characters")
-    if has_calls and role is not Role.ASSISTANT:
-        bad(f"{path}.tool_calls", "only assistant messages carry tool calls")
+        bad(f"messages[{i}].name", f"at most {MAX_NAME_CHARS} characters")
+    pb_calls: Sequence[pb.ToolCall] = ()
     parts: tuple[Part, ...] = ()
-    if len(m.parts) > 0:
-        parts = tuple(
-            _part(part, f"{path}.parts[{j}]", role, bad) for j, part in enumerate(m.parts)
-        )
+    if not plain:
+        pb_calls, pb_parts = m.tool_calls, m.parts
+        if pb_calls and role is not _ASSISTANT:
+            bad(f"messages[{i}].tool_calls", "only assistant messages carry tool calls")
+        if pb_parts:
+            parts = tuple(
+                _part(part, f"messages[{i}].parts[{j}]", role, bad)
+                for j, part in enumerate(pb_parts)
+            )
     # Some providers refuse empty text blocks; an assistant turn may be only calls.
-    if known is Role.USER and not content and not parts:
-        bad(f"{path}.content", "a user message must not be empty")
-    if role is Role.ASSISTANT and not content and not has_calls:
-        bad(f"{path}.content", "an assistant message needs content or tool calls")
+    if known is _USER and not content and not parts:
+        bad(f"messages[{i}].content", "a user message must not be empty")
+    if role is _ASSISTANT and not content and not pb_calls:
+        bad(f"messages[{i}].content", "an assistant message needs content or tool calls")
     calls: tuple[ToolCall, ...] = ()
-    if has_calls:  # iterating even an empty repeated field costs microseconds
+    if pb_calls:  # iterating even an empty repeated field costs microseconds
         calls = tuple(
-            _call(call, f"{path}.tool_calls[{j}]", bad) for j, call in enumerate(pb_calls)
+            _call(call, f"messages[{i}].tool_calls[{j}]", bad) for j, call in enumerate(pb_calls)
         )
     return Message(
         role=role,
@@ -550,7 +650,7 @@ def _part(part: pb.ContentPart, path: str, role: Role, bad: _Bad) -> Part:
     if kind is None:
         bad(path, "must be a text, image, audio or file part")
         return TextPart("")
-    if role is not Role.USER:
+    if role is not _USER:
         bad(path, f"{kind} parts belong in user messages only")
     if kind == "image":
         image = part.image
@@ -606,12 +706,23 @@ def _call(call: pb.ToolCall, path: str, bad: _Bad) -> ToolCall:
     return ToolCall(id=call_id, name=name, arguments=call.arguments)
 
 
-def _turns(messages: Sequence[Message], bad: _Bad) -> None:
+def _turns(messages: Sequence[Message], bad: _Bad, calls: int) -> None:
     """The order providers insist on: each tool call answered, right after it, exactly once.
 
     OpenAI and Anthropic both refuse a tool message that answers no pending
     call and an assistant's tool calls left unanswered by the next turn.
+    `calls`: the tool calls in all messages; with none and no tool message,
+    there is no order to check.
     """
+    roles = [m.role for m in messages]
+    if calls or _TOOL in roles:
+        _answers(messages, bad)
+    if roles and roles.count(_SYSTEM) == len(roles):
+        bad("messages", "must contain a message other than system messages")
+
+
+def _answers(messages: Sequence[Message], bad: _Bad) -> None:
+    """Each tool call answered by a tool message right after its turn, exactly once."""
     pending: dict[str, str] = {}  # call id -> the path of the call
     seen: set[str] = set()
 
@@ -621,7 +732,7 @@ def _turns(messages: Sequence[Message], bad: _Bad) -> None:
         pending.clear()
 
     for i, m in enumerate(messages):
-        if m.role is Role.TOOL:
+        if m.role is _TOOL:
             if m.tool_call_id in pending:
                 del pending[m.tool_call_id]
             elif m.tool_call_id:
@@ -631,7 +742,7 @@ def _turns(messages: Sequence[Message], bad: _Bad) -> None:
                 )
             continue
         unanswered()
-        for j, call in enumerate(m.tool_calls if m.role is Role.ASSISTANT else ()):
+        for j, call in enumerate(m.tool_calls if m.role is _ASSISTANT else ()):
             where = f"messages[{i}].tool_calls[{j}].id"
             if not call.id:
                 bad(where, "must not be empty")
@@ -641,8 +752,6 @@ def _turns(messages: Sequence[Message], bad: _Bad) -> None:
                 seen.add(call.id)
                 pending[call.id] = where
     unanswered()
-    if messages and all(m.role is Role.SYSTEM for m in messages):
-        bad("messages", "must contain a message other than system messages")
 
 
 def _arguments(messages: Sequence[Message], bad: _Violations) -> None:
@@ -805,39 +914,56 @@ def _schema(schema: dict[str, Any], path: str, bad: _Bad) -> None:
         bad(f"{path}.required", "must be a list of argument names")
 
 
-def _usage(usage: Usage) -> pb.Usage:
-    return pb.Usage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        total_tokens=usage.total_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-    )
+# Response messages are built in one constructor call, their submessages given
+# as dicts of fields: upb builds those in place, where a message built apart
+# would then be copied in (and Duration.FromNanoseconds is Python-level code).
+# An empty repeated field is left out: passing even [] costs a fifth of a µs.
+# The stubs take only messages there, hence `dict[str, Any]` and the ignores.
 
 
-def _attempts(attempts: Sequence[Attempt]) -> list[pb.Attempt]:
-    out = []
-    for a in attempts:
-        item = pb.Attempt(
-            deployment=a.deployment,
-            model_group=a.model_group,
-            outcome=_OUTCOMES[a.outcome],
-            error=a.error,
-        )
-        item.latency.FromNanoseconds(round(a.latency_s * 1e9))
-        out.append(item)
-    return out
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+    }
 
 
-def _route_fields(route: RouteFacts) -> dict[str, object]:
-    fields: dict[str, object] = {
+_NANOS_PER_SECOND = 10**9
+
+
+def _duration(seconds: float) -> dict[str, int]:
+    """A Duration's fields, as `Duration.FromNanoseconds(round(seconds * 1e9))` sets them."""
+    whole, nanos = divmod(round(seconds * 1e9), _NANOS_PER_SECOND)
+    if whole < 0 and nanos > 0:  # a negative duration's nanos are negative too
+        whole += 1
+        nanos -= _NANOS_PER_SECOND
+    return {"seconds": whole, "nanos": nanos}
+
+
+def _attempt(a: Attempt) -> dict[str, Any]:
+    return {
+        "deployment": a.deployment,
+        "model_group": a.model_group,
+        "outcome": _OUTCOMES[a.outcome],
+        "latency": _duration(a.latency_s),
+        "error": a.error,
+    }
+
+
+def _route_fields(route: RouteFacts) -> dict[str, Any]:
+    """The fields CompleteResponse and Final share, as constructor arguments."""
+    fields: dict[str, Any] = {
         "deployment": route.deployment,
         "model_group": route.model_group,
         "cost_usd": route.cost_usd,
         "cache_hit": route.cache_hit,
-        "attempts": _attempts(route.attempts),
         "fallback_depth": route.fallback_depth,
         "routing": _routing(route),
     }
+    if route.attempts:
+        fields["attempts"] = [_attempt(a) for a in route.attempts]
     if route.cache is not None:
         fields["cache"] = _cache_hit(route.cache)
     return fields
@@ -870,24 +996,25 @@ def cache_stats(stats: Sequence[CacheStats]) -> list[pb.CacheStats]:
     ]
 
 
-def _routing(route: RouteFacts) -> pb.RoutingDecision:
-    decision = pb.RoutingDecision(
-        strategy=route.strategy, explored=route.explored, candidates=route.candidates
-    )
-    decision.queue_wait.FromNanoseconds(round(route.queued_s * 1e9))
+def _routing(route: RouteFacts) -> dict[str, Any]:
+    decision: dict[str, Any] = {
+        "strategy": route.strategy,
+        "explored": route.explored,
+        "queue_wait": _duration(route.queued_s),
+    }
+    if route.candidates:
+        decision["candidates"] = route.candidates
     alias = route.alias
     if alias is not None:
-        decision.alias = alias.name
-        if alias.auto is not None:
-            auto = alias.auto
-            decision.auto.CopyFrom(
-                pb.AutoDecision(
-                    tier=auto.tier,
-                    score=auto.score,
-                    reason=auto.reason,
-                    model_group=auto.model_group,
-                )
-            )
+        decision["alias"] = alias.name
+        auto = alias.auto
+        if auto is not None:
+            decision["auto"] = {
+                "tier": auto.tier,
+                "score": auto.score,
+                "reason": auto.reason,
+                "model_group": auto.model_group,
+            }
     return decision
 
 
@@ -1010,25 +1137,26 @@ def _share(value: float) -> float:
 
 def complete_response(completion: Completion) -> pb.CompleteResponse:
     response = completion.response
+    fields = _route_fields(completion.route)
+    if response.choices:
+        fields["choices"] = [_answer(m) for m in response.choices]
     return pb.CompleteResponse(
         id=response.id,
         model=response.model,
-        message=_answer(response.message),
+        message=_answer(response.message),  # type: ignore[arg-type]
         finish_reason=_FINISH[response.finish_reason],
-        usage=_usage(response.usage),
-        choices=[_answer(m) for m in response.choices],
-        **_route_fields(completion.route),  # type: ignore[arg-type]
+        usage=_usage(response.usage),  # type: ignore[arg-type]
+        **fields,
     )
 
 
-def _answer(message: Message) -> pb.Message:
-    return pb.Message(
-        role=pb.ROLE_ASSISTANT,
-        content=message.content,
-        tool_calls=[
-            pb.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in message.tool_calls
-        ],
-    )
+def _answer(message: Message) -> dict[str, Any]:
+    answer: dict[str, Any] = {"role": pb.ROLE_ASSISTANT, "content": message.content}
+    if message.tool_calls:
+        answer["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls
+        ]
+    return answer
 
 
 def stream_delta(delta: StreamDelta) -> pb.StreamCompleteResponse:
@@ -1046,9 +1174,9 @@ def stream_final(final: StreamFinal) -> pb.StreamCompleteResponse:
         id=final.id,
         model=final.model,
         finish_reason=_FINISH[final.finish_reason],
-        usage=_usage(final.usage),
+        usage=_usage(final.usage),  # type: ignore[arg-type]
         validation_error=final.validation_error,
-        **_route_fields(final.route),  # type: ignore[arg-type]
+        **_route_fields(final.route),
     )
     event.time_to_first_chunk.FromNanoseconds(round(final.time_to_first_chunk_s * 1e9))
     return pb.StreamCompleteResponse(final=event)
