@@ -12,6 +12,7 @@ them on the wire). No litellm import here: the fast path must not pay for it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import math
@@ -178,13 +179,16 @@ class MalformedUsage(MalformedAnswer):
 
 
 def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, Mapping):
+    # JSON's dicts first: the ABC check below costs more than the read.
+    if type(obj) is dict or isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
 
 
 def _object(value: Any, field: str, *, optional: bool = False) -> Any:
     """A JSON object (or one of litellm's response objects)."""
+    if type(value) is dict:
+        return value
     if value is None and optional:
         return None
     if value is None or isinstance(value, str | bytes | int | float | list | tuple):
@@ -193,6 +197,8 @@ def _object(value: Any, field: str, *, optional: bool = False) -> Any:
 
 
 def _list(value: Any, field: str) -> list[Any] | tuple[Any, ...]:
+    if type(value) is list:
+        return value
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
@@ -201,6 +207,8 @@ def _list(value: Any, field: str) -> list[Any] | tuple[Any, ...]:
 
 
 def _text(value: Any, field: str) -> str:
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -214,6 +222,8 @@ def _label(value: Any, field: str) -> str:
 
 def _count(value: Any, field: str, upper: int = MAX_TOKEN_COUNT) -> int:
     """A non-negative integer up to `upper` (an integral float is accepted)."""
+    if type(value) is int and 0 <= value <= upper:
+        return value
     if value is None:
         return 0
     if isinstance(value, bool):
@@ -282,33 +292,41 @@ def _tool_call(raw: Any, field: str) -> ToolCall:
     )
 
 
+def _reader(obj: Any) -> Callable[[str], Any]:
+    """`_get` bound to `obj`: a JSON dict's own `get` where it is one (most events)."""
+    if type(obj) is dict:
+        return obj.get
+    return functools.partial(_get, obj)
+
+
 def parse_chunk(data: Any, *, read_usage: bool = True) -> ProviderChunk | None:
     """A `chat.completion.chunk` as a domain chunk; None when it carries nothing."""
-    _object(data, "the event")
-    usage = parse_usage(_get(data, "usage")) if read_usage else None
-    choices = _list(_get(data, "choices"), "choices")
+    get = _reader(_object(data, "the event"))
+    usage = parse_usage(get("usage")) if read_usage else None
+    choices = _list(get("choices"), "choices")
     content = ""
     deltas: tuple[ToolCallDelta, ...] = ()
     finish: FinishReason | None = None
     if choices:
-        choice = _object(choices[0], "choices[0]")
-        delta = _object(_get(choice, "delta"), "choices[0].delta", optional=True)
+        choice = _reader(_object(choices[0], "choices[0]"))
+        delta = _object(choice("delta"), "choices[0].delta", optional=True)
         if delta is not None:
-            content = _text(_get(delta, "content"), "choices[0].delta.content")
-            deltas = tuple(
-                _tool_call_delta(c, f"choices[0].delta.tool_calls[{i}]")
-                for i, c in enumerate(
-                    _list(_get(delta, "tool_calls"), "choices[0].delta.tool_calls")
+            read = _reader(delta)
+            content = _text(read("content"), "choices[0].delta.content")
+            calls = _list(read("tool_calls"), "choices[0].delta.tool_calls")
+            if calls:  # most chunks carry text only
+                deltas = tuple(
+                    _tool_call_delta(c, f"choices[0].delta.tool_calls[{i}]")
+                    for i, c in enumerate(calls)
                 )
-            )
-        finish = _finish(_get(choice, "finish_reason"), "choices[0].finish_reason")
+        finish = _finish(choice("finish_reason"), "choices[0].finish_reason")
     if not content and not deltas and finish is None and usage is None:
         return None
     return ProviderChunk(
         content=content,
         tool_calls=deltas,
-        id=_label(_get(data, "id"), "id"),
-        model=_label(_get(data, "model"), "model"),
+        id=_label(get("id"), "id"),
+        model=_label(get("model"), "model"),
         finish_reason=finish,
         usage=usage,
     )

@@ -64,10 +64,12 @@ def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitHint | None:
     re-exposes them with an `llm_provider-` prefix, which is accepted too.
     """
     lowered = {
-        k.lower().removeprefix("llm_provider-"): v
+        name.removeprefix("llm_provider-"): v
         for k, v in headers.items()
-        if isinstance(k, str) and isinstance(v, str)
+        if isinstance(k, str) and isinstance(v, str) and "x-ratelimit-" in (name := k.lower())
     }
+    if not lowered:  # most answers: no hint to build
+        return None
 
     def count(name: str) -> int | None:
         value = lowered.get(name)
