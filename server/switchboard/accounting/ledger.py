@@ -37,7 +37,17 @@ from switchboard.accounting.periods import HOUR_S, Period, hour_index, period_id
 from switchboard.accounting.records import CallRecord, Dimension
 from switchboard.accounting.redis_sync import UNAVAILABLE, RedisSync
 from switchboard.accounting.snapshot import Snapshot, WindowSpend, build
-from switchboard.accounting.tally import Entity, Tally, apply, usd
+from switchboard.accounting.tally import (
+    DEPLOYMENT,
+    GROUP,
+    KEY,
+    PROVIDER,
+    TEAM,
+    Entity,
+    Tally,
+    apply,
+    usd,
+)
 from switchboard.accounting.windows import BudgetWindow
 from switchboard.tasks import stop_task
 
@@ -98,6 +108,7 @@ class Ledger:
         )
         self._mirror = BudgetMirror(self._windows, shared=self._sync is not None)
         self._budget_dimensions = self._mirror.dimensions
+        self._attempt_budgets = bool(self._budget_dimensions & {DEPLOYMENT, PROVIDER})
         self._book = Book(max_names)
         # Recorded and not yet folded, by hour; `_tally` is the current hour's.
         self._fresh: dict[int, Tally] = {}
@@ -200,19 +211,19 @@ class Ledger:
         self._tally = self._fresh.setdefault(hour, {})
 
     def _spend(self, call: CallRecord, wall: float) -> None:
-        mirror, dimensions = self._mirror, self._budget_dimensions
+        mirror = self._mirror
         cost = usd(call.cost_usd)
         if cost:
-            mirror.add((Dimension.GROUP, call.group), cost, wall)
+            mirror.add((GROUP, call.group), cost, wall)
             if call.key is not None:
-                mirror.add((Dimension.KEY, call.key), cost, wall)
+                mirror.add((KEY, call.key), cost, wall)
             if call.team is not None:
-                mirror.add((Dimension.TEAM, call.team), cost, wall)
-        if Dimension.DEPLOYMENT in dimensions or Dimension.PROVIDER in dimensions:
+                mirror.add((TEAM, call.team), cost, wall)
+        if self._attempt_budgets:
             for attempt in call.attempts:
                 cost = usd(attempt.cost_usd)
-                mirror.add((Dimension.DEPLOYMENT, attempt.deployment), cost, wall)
-                mirror.add((Dimension.PROVIDER, attempt.provider), cost, wall)
+                mirror.add((DEPLOYMENT, attempt.deployment), cost, wall)
+                mirror.add((PROVIDER, attempt.provider), cost, wall)
 
     def _drain(self) -> None:
         """Folds what was recorded into the book and, with Redis, hands it to the sync."""

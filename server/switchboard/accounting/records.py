@@ -15,6 +15,9 @@ from dataclasses import dataclass
 class Dimension(enum.Enum):
     """What a figure is counted against."""
 
+    # Members are singletons: identity hashing, in C, for the dicts keyed by them.
+    __hash__ = object.__hash__
+
     KEY = "key"  # a caller key's configured name
     TEAM = "team"  # the `team` entry of the caller key's metadata
     GROUP = "model_group"

@@ -28,6 +28,10 @@ MAX_KIND = 64
 
 Entity = tuple[Dimension, str]
 
+# An enum member read from its class costs a lookup through the metaclass: once, here.
+GROUP, KEY, TEAM = Dimension.GROUP, Dimension.KEY, Dimension.TEAM
+DEPLOYMENT, PROVIDER = Dimension.DEPLOYMENT, Dimension.PROVIDER
+
 
 class Counters:
     """What a set of calls (or attempts) did; mutable, merged by adding."""
@@ -102,23 +106,24 @@ def apply(tally: Tally, call: CallRecord) -> None:
     cost = usd(call.cost_usd)
     saved = usd(call.saved_usd)
     hit = call.cache_hit is True
-    entity: Entity = (Dimension.GROUP, call.group)
-    counters = tally.get(entity) or _new(tally, entity)
+    get = tally.get
+    entity: Entity = (GROUP, call.group)
+    counters = get(entity) or _new(tally, entity)
     counters.add(outcome, latency, input_tokens, output_tokens, cost, saved, hit)
     if call.key is not None:
-        entity = (Dimension.KEY, call.key)
-        counters = tally.get(entity) or _new(tally, entity)
+        entity = (KEY, call.key)
+        counters = get(entity) or _new(tally, entity)
         counters.add(outcome, latency, input_tokens, output_tokens, cost, saved, hit)
     if call.team is not None:
-        entity = (Dimension.TEAM, call.team)
-        counters = tally.get(entity) or _new(tally, entity)
+        entity = (TEAM, call.team)
+        counters = get(entity) or _new(tally, entity)
         counters.add(outcome, latency, input_tokens, output_tokens, cost, saved, hit)
     for attempt in call.attempts:
         input_tokens = count(attempt.input_tokens)
         output_tokens = count(attempt.output_tokens)
         cost = usd(attempt.cost_usd)
-        entity = (Dimension.DEPLOYMENT, attempt.deployment)
-        counters = tally.get(entity) or _new(tally, entity)
+        entity = (DEPLOYMENT, attempt.deployment)
+        counters = get(entity) or _new(tally, entity)
         counters.add(
             kind(attempt.outcome),
             bucket(attempt.latency_s),
@@ -129,8 +134,8 @@ def apply(tally: Tally, call: CallRecord) -> None:
             False,
         )
         # Providers are counted for their budgets: no errors or latency.
-        entity = (Dimension.PROVIDER, attempt.provider)
-        counters = tally.get(entity) or _new(tally, entity)
+        entity = (PROVIDER, attempt.provider)
+        counters = get(entity) or _new(tally, entity)
         counters.requests += 1
         counters.input_tokens += input_tokens
         counters.output_tokens += output_tokens

@@ -69,13 +69,15 @@ class Reservation:
 
     def commit(self, actual_tokens: int) -> None:
         """Correct the reservation to the tokens really used; no-op once settled."""
-        if not self._ticket.settled:
-            self._admission._settle(self._ticket, max(0, actual_tokens))
+        ticket = self._ticket
+        if not ticket.settled:
+            self._admission._settle(ticket, actual_tokens if actual_tokens > 0 else 0)
 
     def release(self) -> None:
         """Refund the whole reservation; no-op once settled."""
-        if not self._ticket.settled:
-            self._admission._settle(self._ticket, None)
+        ticket = self._ticket
+        if not ticket.settled:
+            self._admission._settle(ticket, None)
 
 
 class Admission:
@@ -142,8 +144,16 @@ class Admission:
             )
         keys: Handle | tuple[Handle | str, ...] = handle
         if extra_keys:
-            keys = (handle, *[self._handles.get(key, key) for key in extra_keys])
-        result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, self._now())
+            # Each key by its handle when configured here, else by its name; the
+            # gateway passes one (the caller's), spelled out to build no list.
+            handles = self._handles
+            if len(extra_keys) == 1:
+                key = extra_keys[0]
+                keys = (handle, handles.get(key, key))
+            else:
+                keys = (handle, *[handles.get(key, key) for key in extra_keys])
+        now = None if self._reads_clock else self._clock()  # as _now(), one call fewer
+        result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, now)
         if isinstance(result, Denied):
             return Refusal(result.key, result.retry_after, tokens)
         return result
@@ -157,7 +167,7 @@ class Admission:
 
     def _settle(self, settleable: Settleable, actual_tokens: int | None) -> None:
         ticket = cast(Ticket, settleable)
-        now = self._now()
+        now = None if self._reads_clock else self._clock()  # as _now(), one call fewer
         if actual_tokens is None:
             self._limiter.release(ticket, now)
         else:

@@ -47,11 +47,17 @@ class HealthView:
     quota: bool = False
 
 
+# Frozen: one view serves every healthy deployment, with nothing built per call.
+_HEALTHY = HealthView(HealthState.HEALTHY)
+
+
 @dataclass(slots=True)
 class _Record:
     failures: deque[float]
     cooling_until: float | None = None
     quota: bool = False
+    # The COOLING_DOWN view of this cooldown, built once: it changes only with the cooldown.
+    cooling: HealthView | None = None
 
 
 class DeploymentHealth:
@@ -116,23 +122,32 @@ class DeploymentHealth:
         if record.cooling_until is None or until > record.cooling_until:
             record.cooling_until = until
             record.quota = quota
+            record.cooling = None
         # A fresh count after the pause: old failures were already paid for.
         record.failures.clear()
         return record.cooling_until
 
     def view(self, deployment_id: str) -> HealthView:
         record = self._records.get(deployment_id)
-        if record is None or record.cooling_until is None:
-            return HealthView(HealthState.HEALTHY)
-        now, until = self._clock(), record.cooling_until
+        if record is None:
+            return _HEALTHY
+        until = record.cooling_until
+        if until is None:
+            return _HEALTHY
+        now = self._clock()
         if now < until:
-            return HealthView(HealthState.COOLING_DOWN, until, 0.0, record.quota)
+            cooling = record.cooling
+            if cooling is None:
+                cooling = record.cooling = HealthView(
+                    HealthState.COOLING_DOWN, until, 0.0, record.quota
+                )
+            return cooling
         if self._ramp_s > 0 and now < until + self._ramp_s:
             progress = (now - until) / self._ramp_s
             share = self._ramp_floor + (1.0 - self._ramp_floor) * progress
             return HealthView(HealthState.RAMPING, until, share)
         record.cooling_until = None
-        return HealthView(HealthState.HEALTHY)
+        return _HEALTHY
 
     def admits(self, view: HealthView) -> bool:
         """One draw: does a deployment in this state take the call routed its way?"""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from switchboard.config import Deployment
@@ -36,6 +37,17 @@ ROUTING_ARGS: Mapping[str, str] = {
     "lowest_latency_buffer": "tie_tolerance",
     "epsilon": "epsilon",
 }
+
+
+@dataclass(slots=True, eq=False)
+class _Series:
+    """One deployment's samples of one call kind, and their decayed mean once asked for."""
+
+    # (time, value) samples, oldest first.
+    samples: deque[tuple[float, float]]
+    # None until an estimate needs it after a sample arrived: ages count from the
+    # newest sample, so only a new sample changes it, and only latency routing reads it.
+    mean: float | None = None
 
 
 class LatencyTracker:
@@ -66,11 +78,7 @@ class LatencyTracker:
         self._half_life_s = half_life_s
         self._stale_after_s = stale_after_s
         self._per_output_token = per_output_token
-        # (deployment id, kind) -> (time, value) samples, oldest first.
-        self._samples: dict[tuple[str, CallKind], deque[tuple[float, float]]] = {}
-        # The decayed mean of each key's samples, kept from one record to the next: ages
-        # count from the newest sample, so it changes only when a sample arrives.
-        self._means: dict[tuple[str, CallKind], float] = {}
+        self._series: dict[tuple[str, CallKind], _Series] = {}
 
     @property
     def window(self) -> int:
@@ -102,9 +110,10 @@ class LatencyTracker:
                 return False
             value = seconds / max(output_tokens, 1)
         key = (deployment_id, kind)
-        samples = self._samples.get(key)
-        if samples is None:
-            samples = self._samples[key] = deque(maxlen=self._window)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(deque(maxlen=self._window))
+        samples = series.samples
         at = self._clock() - age_s
         if not samples or at >= samples[-1][0]:
             samples.append((at, value))
@@ -114,33 +123,37 @@ class LatencyTracker:
             ordered = sorted([*samples, (at, value)], key=lambda sample: sample[0])
             samples.clear()
             samples.extend(ordered)
-        self._means[key] = self._mean(samples)
+        series.mean = None
         return True
 
     def estimate(self, deployment_id: str, kind: CallKind) -> float | None:
         """Decay-weighted mean of the kept samples; None when absent or stale."""
-        key = (deployment_id, kind)
-        samples = self._samples.get(key)
-        if not samples:
+        series = self._series.get((deployment_id, kind))
+        if series is None:
             return None
+        samples = series.samples
         if self._clock() - samples[-1][0] > self._stale_after_s:
             return None
-        return self._means[key]
+        mean = series.mean
+        if mean is None:
+            mean = series.mean = self._mean(samples)
+        return mean
 
     def _mean(self, samples: deque[tuple[float, float]]) -> float:
         # Ages are taken from the newest sample: the same ratios as from now,
         # without underflowing every weight to zero after a long gap.
         newest = samples[-1][0]
+        half_life = self._half_life_s
         total = weights = 0.0
         for at, value in samples:
-            weight = 0.5 ** ((newest - at) / self._half_life_s)
+            weight = 0.5 ** ((newest - at) / half_life)
             total += weight * value
             weights += weight
         return total / weights
 
     def last_seen(self, deployment_id: str, kind: CallKind) -> float | None:
-        samples = self._samples.get((deployment_id, kind))
-        return samples[-1][0] if samples else None
+        series = self._series.get((deployment_id, kind))
+        return series.samples[-1][0] if series is not None else None
 
 
 class LatencyRouting:
@@ -165,26 +178,42 @@ class LatencyRouting:
         self._load = load
         self._rng = rng
         self._epsilon = epsilon
-        self._tie_tolerance = tie_tolerance
+        # Estimates within this factor of the best are near-ties.
+        self._tie_factor = 1.0 + tie_tolerance
 
     def choose(self, candidates: Sequence[Deployment], kind: CallKind) -> Decision:
-        estimates = [(d, self._tracker.estimate(d.id, kind)) for d in candidates]
-        idle_unknown = [d for d, e in estimates if e is None and self._load[d.id] == 0]
+        # One pass: each candidate estimated once, in order (an estimate reads the clock).
+        estimate, load = self._tracker.estimate, self._load
+        known: list[tuple[Deployment, float]] = []
+        idle_unknown: list[Deployment] = []
+        best: float | None = None
+        for deployment in candidates:
+            seconds = estimate(deployment.id, kind)
+            if seconds is not None:
+                known.append((deployment, seconds))
+                if best is None or seconds < best:  # as min(): the first of equals
+                    best = seconds
+            elif load[deployment.id] == 0:
+                idle_unknown.append(deployment)
+        rng = self._rng
         if idle_unknown:
-            return Decision(self._rng.choice(idle_unknown), explored=True)
-        if self._rng.random() < self._epsilon:
-            return Decision(self._rng.choice(candidates), explored=True)
-        known = [(d, e) for d, e in estimates if e is not None]
-        if not known:
+            return Decision(rng.choice(idle_unknown), explored=True)
+        if rng.random() < self._epsilon:
+            return Decision(rng.choice(candidates), explored=True)
+        if best is None:
             # Every candidate is unknown and already probed: spread the wait.
             return Decision(self._least_busy(candidates), explored=True)
-        best = min(e for _, e in known)
-        near = [d for d, e in known if e <= best * (1.0 + self._tie_tolerance)]
-        return Decision(self._least_busy(near))
+        bound = best * self._tie_factor
+        return Decision(self._least_busy([d for d, seconds in known if seconds <= bound]))
 
     def _least_busy(self, deployments: Sequence[Deployment]) -> Deployment:
-        fewest = min(self._load[d.id] for d in deployments)
-        return self._rng.choice([d for d in deployments if self._load[d.id] == fewest])
+        if len(deployments) > 1:
+            load = self._load
+            counts = [load[d.id] for d in deployments]
+            fewest = min(counts)
+            deployments = [d for d, n in zip(deployments, counts, strict=True) if n == fewest]
+        # rng.choice draws even from one: kept, so a seeded run draws as it always did.
+        return self._rng.choice(deployments)
 
 
 def tracker_from_args(args: Mapping[str, Any], clock: Callable[[], float]) -> LatencyTracker:

@@ -6,24 +6,25 @@ looks busy.
 
 from __future__ import annotations
 
-from collections import Counter
-
 
 class InFlight:
     def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
+        # A plain dict, not a Counter: an absent id costs no __missing__ call.
+        self._counts: dict[str, int] = {}
 
     def started(self, deployment_id: str) -> None:
-        self._counts[deployment_id] += 1
+        counts = self._counts
+        counts[deployment_id] = counts.get(deployment_id, 0) + 1
 
     def finished(self, deployment_id: str) -> None:
-        left = self._counts[deployment_id] - 1
+        counts = self._counts
+        left = counts.get(deployment_id, 0) - 1
         if left < 0:
             raise ValueError(f"{deployment_id}: finished more calls than started")
         if left:
-            self._counts[deployment_id] = left
+            counts[deployment_id] = left
         else:
-            del self._counts[deployment_id]
+            del counts[deployment_id]
 
     def __getitem__(self, deployment_id: str) -> int:
         return self._counts.get(deployment_id, 0)

@@ -9,6 +9,7 @@ failures switch to their own fallback lists, as in LiteLLM.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 
 from switchboard.config import RouterSettings
 
@@ -24,12 +25,12 @@ class FallbackKind(enum.Enum):
 
 class Planner:
     def __init__(self, router: RouterSettings) -> None:
-        self._router = router
+        # The settings are frozen: each kind's table is looked up once, here.
+        self._tables: dict[FallbackKind, Mapping[str, tuple[str, ...]]] = {
+            FallbackKind.GENERAL: router.fallbacks,
+            FallbackKind.CONTEXT_WINDOW: router.context_window_fallbacks,
+            FallbackKind.CONTENT_POLICY: router.content_policy_fallbacks,
+        }
 
     def fallbacks(self, group: str, kind: FallbackKind) -> tuple[str, ...]:
-        table = {
-            FallbackKind.GENERAL: self._router.fallbacks,
-            FallbackKind.CONTEXT_WINDOW: self._router.context_window_fallbacks,
-            FallbackKind.CONTENT_POLICY: self._router.content_policy_fallbacks,
-        }[kind]
-        return table.get(group, ())
+        return self._tables[kind].get(group, ())

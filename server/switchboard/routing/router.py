@@ -23,6 +23,8 @@ from switchboard.routing.latency import LatencyTracker
 from switchboard.routing.load import InFlight
 from switchboard.routing.strategy import CallKind, Decision, Strategy
 
+HEALTHY, COOLING_DOWN = HealthState.HEALTHY, HealthState.COOLING_DOWN
+
 
 @dataclass(frozen=True, slots=True)
 class Eligible:
@@ -74,6 +76,8 @@ class Router:
         self._load = load
         self._latency = latency
         self._pre_call_checks = pre_call_checks
+        # What `eligible` finds on most calls, every deployment of a group, built once.
+        self._whole = {group: Eligible(tuple(ds), None, True, ()) for group, ds in groups.items()}
 
     @property
     def strategy_name(self) -> str:
@@ -91,31 +95,40 @@ class Router:
         too_small: list[Deployment] = []
         cooling_until: float | None = None
         cooling_for_quota = True
-        for deployment in self._groups[group]:
+        checks, paused_until = self._pre_call_checks, self._paused
+        health = self._health
+        view_of = health.view
+        deployments = self._groups[group]
+        for deployment in deployments:
             if deployment.id in exclude:
                 continue
             if images and not self.takes_images(deployment):
                 continue
             limit = deployment.max_input_tokens
-            if self._pre_call_checks and limit is not None and prompt_tokens > limit:
+            if limit is not None and checks and prompt_tokens > limit:
                 too_small.append(deployment)
                 continue
-            paused = self._paused(deployment) if self._paused is not None else None
+            paused = paused_until(deployment) if paused_until is not None else None
             if paused is not None:
                 # Skipped as if cooling down, and like a quota pause: it ends at the reset.
                 cooling_until = paused if cooling_until is None else min(cooling_until, paused)
                 continue
-            view = self._health.view(deployment.id)
-            if view.state is HealthState.COOLING_DOWN:
+            view = view_of(deployment.id)
+            state = view.state
+            if state is HEALTHY:  # the common case: admitted without a draw
+                candidates.append(deployment)
+            elif state is COOLING_DOWN:
                 assert view.until is not None
                 cooling_until = (
                     view.until if cooling_until is None else min(cooling_until, view.until)
                 )
                 cooling_for_quota = cooling_for_quota and view.quota
-            elif self._health.admits(view):
+            elif health.admits(view):
                 candidates.append(deployment)
             else:
                 ramping.append(deployment)
+        if len(candidates) == len(deployments):  # all of them, in order: nothing kept out
+            return self._whole[group]
         # The ramp thins traffic to a recovering deployment; it never refuses
         # a call that has nowhere else to go.
         return Eligible(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import cast
 
 from switchboard.config import Deployment
 from switchboard.routing.strategy import CallKind, Decision
@@ -25,7 +26,9 @@ class SimpleShuffle:
             [d.rpm for d in candidates],
             [d.tpm for d in candidates],
         ):
-            present = [w for w in weights if w is not None]
-            if len(present) == len(candidates) and sum(present) > 0:
+            if None in weights:
+                continue
+            present = cast(list[float], weights)
+            if sum(present) > 0:
                 return Decision(self._rng.choices(candidates, weights=present, k=1)[0])
         return Decision(self._rng.choice(candidates))

@@ -44,6 +44,16 @@ def test_the_weights_do_not_vanish_after_a_long_quiet_spell(clock: FakeClock) ->
     assert tracker.estimate("a", COMPLETE) == 2.0
 
 
+def test_an_estimate_read_follows_the_next_sample(clock: FakeClock) -> None:
+    tracker = LatencyTracker(clock, half_life_s=10.0)
+    tracker.record("a", COMPLETE, 1.0)
+    assert tracker.estimate("a", COMPLETE) == 1.0
+    clock.advance(10.0)
+    assert tracker.estimate("a", COMPLETE) == 1.0  # ageing alone changes nothing
+    tracker.record("a", COMPLETE, 3.0)
+    assert tracker.estimate("a", COMPLETE) == pytest.approx((0.5 * 1.0 + 1.0 * 3.0) / 1.5)
+
+
 def test_stream_and_complete_are_kept_apart(clock: FakeClock) -> None:
     tracker = LatencyTracker(clock)
     tracker.record("a", COMPLETE, 4.0)
