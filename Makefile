@@ -15,7 +15,7 @@ BUF := tools/node_modules/.bin/buf
 CONFIG ?= configs/default.yaml
 LISTEN ?= 127.0.0.1:50051
 
-.PHONY: help setup run run-replicas test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-validation bench-shared lock clean
+.PHONY: help setup run run-replicas test test-rust test-python test-clients test-client-python test-client-go test-client-node lint proto proto-check bench bench-latency bench-limiter bench-routing bench-telemetry bench-compare bench-cache bench-auto bench-http bench-handler bench-validation bench-shared lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -101,7 +101,7 @@ lint: setup $(BUF) proto-check ## ruff, mypy --strict, clippy and fmt, go vet an
 	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; fi
 	if git rev-parse -q --verify main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
 
-bench: bench-latency bench-limiter bench-shared bench-routing bench-telemetry bench-http bench-validation bench-cache bench-auto bench-compare ## every benchmark
+bench: bench-latency bench-limiter bench-shared bench-routing bench-telemetry bench-http bench-handler bench-validation bench-cache bench-auto bench-compare ## every benchmark
 
 bench-latency: setup ## p50/p95/p99 of Complete direct, through litellm and through the fast path
 	$(PY) bench/complete_latency.py --calls 1000
@@ -121,6 +121,9 @@ bench-telemetry: setup ## Complete throughput with telemetry off, on (sampling 1
 
 bench-http: setup ## client CPU per upstream request at 1 and 256 in flight: httpx, aiohttp, http1
 	$(PY) bench/http_clients.py
+
+bench-handler: setup ## CPU per call of Switchboard's own code (handlers in process, beside a bare relay)
+	$(PY) bench/handler_cpu.py
 
 bench-validation: setup ## CPU to validate the worst requests at the 8 MiB size limit (target < 50 ms)
 	$(PY) -m bench.validation
