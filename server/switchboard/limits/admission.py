@@ -144,16 +144,9 @@ class Admission:
             )
         keys: Handle | tuple[Handle | str, ...] = handle
         if extra_keys:
-            # Each key by its handle when configured here, else by its name; the
-            # gateway passes one (the caller's), spelled out to build no list.
-            handles = self._handles
-            if len(extra_keys) == 1:
-                key = extra_keys[0]
-                keys = (handle, handles.get(key, key))
-            else:
-                keys = (handle, *[handles.get(key, key) for key in extra_keys])
-        now = None if self._reads_clock else self._clock()  # as _now(), one call fewer
-        result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, now)
+            # Each key by its handle when configured here, else by its name.
+            keys = (handle, *[self._handles.get(key, key) for key in extra_keys])
+        result: Ticket | Denied = self._limiter.try_acquire(keys, tokens, self._now())
         if isinstance(result, Denied):
             return Refusal(result.key, result.retry_after, tokens)
         return result
@@ -167,7 +160,7 @@ class Admission:
 
     def _settle(self, settleable: Settleable, actual_tokens: int | None) -> None:
         ticket = cast(Ticket, settleable)
-        now = None if self._reads_clock else self._clock()  # as _now(), one call fewer
+        now = self._now()
         if actual_tokens is None:
             self._limiter.release(ticket, now)
         else:
