@@ -19,7 +19,6 @@ two; each figure is the lowest of the repeats (noise only ever adds).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import os
@@ -36,6 +35,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.compare.systems import start_upstream, switchboard_config
+from bench.http_clients import measure
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.server import Slots, _gateway_handlers
 from switchboard.api.servicer import GatewayServicer
@@ -61,21 +61,6 @@ class _Context:
 
     async def abort(self, code: object, details: str = "", *args: object) -> None:
         raise RuntimeError(f"aborted: {code} {details}")
-
-
-async def _drive(call: Call, calls: int, concurrency: int) -> float:
-    """Process CPU seconds per call, `concurrency` calls always in flight."""
-    left = calls
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await call()
-
-    cpu = time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return (time.process_time() - cpu) / calls
 
 
 def _calls(handlers: dict[str, Any], client: HttpClient, upstream: str) -> dict[str, Call]:
@@ -127,14 +112,14 @@ async def run(args: argparse.Namespace) -> None:
         if args.profile:
             profile = cProfile.Profile()
             profile.enable()
-            await _drive(calls[args.profile], args.calls, args.concurrency)
+            await measure(calls[args.profile], args.calls, args.concurrency)
             profile.disable()
             pstats.Stats(profile).sort_stats("tottime").print_stats(40)
             return
         best: dict[str, float] = {}
         for _ in range(args.repeats):
             for name, call in calls.items():
-                seconds = await _drive(call, args.calls, args.concurrency)
+                seconds = await measure(call, args.calls, args.concurrency)
                 best[name] = min(best.get(name, seconds), seconds)
         print(f"{args.calls} calls x {args.repeats}, {args.concurrency} in flight (best of runs)")
         print(f"{'path':10} {'us/call':>8} {'own us':>8}")
