@@ -1,8 +1,8 @@
 """A bare grpc.aio server answering Gateway/Complete with a fixed response.
 
 The ceiling for a Python gRPC server on this machine: the same stubs, loop
-(uvloop), reflection and message sizes as Switchboard, and no work at all
-between the request and the response. Switchboard's sustained rate divided by
+(uvloop), grpc I/O engine, reflection and message sizes as Switchboard, and
+no work at all between the request and the response. Switchboard's sustained rate divided by
 this one says how much of the machine the gateway's own work takes.
 
 With `--upstream URL` it is the relay: each call makes the one upstream call
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 
 import grpc
@@ -32,6 +33,7 @@ from grpc_reflection.v1alpha import reflection
 
 from switchboard.api.pb import gateway_pb2 as pb
 from switchboard.api.pb import gateway_pb2_grpc as pb_grpc
+from switchboard.api.polling import prefer_poller_io
 from switchboard.providers.http1 import HttpClient, Request
 
 REPLY = "Hi there! This is the benchmark upstream answering with a fixed short reply."
@@ -157,6 +159,7 @@ def main() -> int:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--upstream", help="relay each call to this base URL (.../v1)")
     args = parser.parse_args()
+    prefer_poller_io(os.environ)  # Switchboard's grpc I/O engine too
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         uvloop.run(serve(args.listen, args.upstream))
     return 0

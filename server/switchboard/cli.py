@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from switchboard.api.polling import prefer_poller_io
 from switchboard.config import Address, ConfigError, Settings, load_settings
 from switchboard.routing.strategies import check_strategy_args
 
@@ -70,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The semantic cache's matrices are small: BLAS threads of its own would only
     # compete with the event loop for the cores. Read when numpy loads, so set first.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Before grpc starts: its socket I/O in the completion-queue thread (api/polling.py).
+    prefer_poller_io(os.environ)
     return _serve(args.config, args.listen, args.workers, args.worker, args.log_level)
 
 
