@@ -8,7 +8,10 @@ relay_stream, sb_fast, sb_fast_stream, sb_litellm, sb_litellm_stream, sb_fast_w2
 litellm_proxy_stream; `cpu` is the CPU-per-call experiment (cpu_per_call.py).
 At zero upstream delay each system climbs a ladder of offered rates to its
 highest sustained one; at a non-zero delay it runs a few fixed rates,
-300/s among them (the latency overhead is read there).
+300/s among them. The latency overhead is read at 300/s and 60 ms in paired
+rounds at the end: each round runs the direct call, the relay and the fast
+path (Complete and StreamComplete) one after another, and the acceptance
+figures are the medians of the rounds' differences.
 
 Writes bench/results/compare-STAMP.json (every step), compare.md (the
 summary, also printed) and compare.png; k6's logs go to bench/results/logs/.
@@ -56,6 +59,7 @@ MODES: dict[str, dict[str, Any]] = {
         "proxy_points": (10.0, 20.0, 40.0),
         "cpu_duration_s": 15.0,
         "quiet_budget_s": 120.0,
+        "rounds": 3,
     },
     # A few minutes: every system answers and is measured, rates are rough.
     "quick": {
@@ -68,6 +72,7 @@ MODES: dict[str, dict[str, Any]] = {
         "proxy_points": (20.0,),
         "cpu_duration_s": 5.0,
         "quiet_budget_s": 30.0,
+        "rounds": 1,
     },
 }
 
@@ -131,6 +136,7 @@ def main() -> int:
             "delays_ms": delays,
             "systems": names,
             "cpu_rate": args.cpu_rate,
+            "paired_rounds": mode["rounds"],
         },
         "systems": {},
         "steps": [],
@@ -179,9 +185,14 @@ def _run(
                     _system(runner, results, system, upstream, mode, scratch, litellm)
         finally:
             upstream.proc.terminate()
+    if report.AT_DELAY in delays:
+        _paired(runner, [s for s in chosen if s.name in report.PAIRED], mode["rounds"], scratch)
     if "cpu" in names:
         print(f"cpu per call: sb_fast at {cpu_rate:g}/s, 1 then 256 connections", flush=True)
-        outcome = cpu_per_call.run(runner, cpu_rate, mode["cpu_duration_s"], scratch / "cpu")
+        rounds = mode["rounds"]
+        outcome = cpu_per_call.run(
+            runner, cpu_rate, mode["cpu_duration_s"], scratch / "cpu", rounds
+        )
         results["cpu_per_call"] = outcome.to_json()
 
 
@@ -211,6 +222,33 @@ def _system(
     except NotAvailable as reason:
         info.update(available=False, reason=str(reason))
         print(f"  {system.name}: not available ({reason})", flush=True)
+
+
+def _paired(runner: Runner, systems: list[System], rounds: int, scratch: Path) -> None:
+    """The overhead figures again, in rounds that visit each system in turn.
+
+    The machine's speed drifts over a run (the same upstream work has cost
+    from 0.05 to 0.18 cores at 300/s in different steps), and minutes pass
+    between the direct call's step and Switchboard's in the ladder order. A
+    round measures them a few seconds apart, so each round's difference
+    compares like with like; the report takes the median over rounds.
+    """
+    if not systems or rounds <= 0:
+        return
+    upstream = start_upstream(report.AT_DELAY)
+    try:
+        for number in range(1, rounds + 1):
+            print(f"paired round {number}/{rounds}", flush=True)
+            for system in systems:
+                folder = scratch / f"{system.name}-paired-{number}"
+                try:
+                    with launch(system, upstream, folder, None) as running:
+                        runner.warm_up(system, running, upstream, report.AT_RATE)
+                        runner.step(system, running, upstream, report.AT_RATE, f"paired-{number}")
+                except NotAvailable as reason:
+                    print(f"  {system.name}: not available ({reason})", flush=True)
+    finally:
+        upstream.proc.terminate()
 
 
 def _machine() -> dict[str, Any]:

@@ -6,7 +6,8 @@ rebuilds the summary of a saved run), so nothing here needs a live system.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Results = Mapping[str, Any]
@@ -28,6 +29,9 @@ TABLE_SYSTEMS = (
     "litellm_proxy",
     "litellm_proxy_stream",
 )
+
+# Measured again in paired rounds (bench/compare/__main__.py), a few seconds apart.
+PAIRED = ("direct", "relay", "sb_fast", "direct_stream", "relay_stream", "sb_fast_stream")
 
 
 def _counted(step: StepJson) -> bool:
@@ -66,6 +70,28 @@ def at_rate(results: Results, system: str, delay_ms: float, rate: float) -> Step
     return steps[-1] if steps else None
 
 
+def paired_rounds(results: Results) -> list[dict[str, StepJson]]:
+    """Each paired round's steps by system, in round order."""
+    rounds: dict[int, dict[str, StepJson]] = {}
+    for step in results["steps"]:
+        phase = str(step["phase"])
+        if phase.startswith("paired-") and step["delay_ms"] == AT_DELAY:
+            rounds.setdefault(int(phase.split("-", 1)[1]), {})[step["system"]] = step
+    return [rounds[number] for number in sorted(rounds)]
+
+
+def _paired_diff(
+    rounds: Sequence[Mapping[str, StepJson]], system: str, base: str, metric: str, pct: str
+) -> float | None:
+    """The median over rounds of `system` minus `base`, each pair from one round."""
+    values = [
+        value
+        for steps in rounds
+        if (value := _diff(steps.get(system), steps.get(base), metric, pct)) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
 def acceptance(results: Results) -> list[dict[str, Any]]:
     """The targets, each with its measured value (None when the run did not measure it)."""
     rows: list[dict[str, Any]] = []
@@ -82,15 +108,70 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
     value = fast / relay if fast and relay else None
     add("a1-relay", "sb_fast sustained / relay sustained", value, "info", None)
 
+    rounds = paired_rounds(results)
+    if rounds:
+        _paired_acceptance(rounds, add)
+    _point_acceptance(results, add, judge=not rounds)
+
+    cpu = results.get("cpu_per_call") or {}
+    ratio = cpu.get("ratio")
+    rounds = len(cpu.get("ratios") or ())
+    what = "CPU per call, 256 vs 1 connections"
+    if rounds > 1:
+        what += f", median of {rounds} rounds"
+    add("c", what, ratio, "< 1.5", _lt(ratio, 1.5))
+
+    top = best(results, "sb_fast", 0.0)
+    rss = top["sut_rss_mb"] if top else None
+    add("d", "sb_fast RSS at its highest sustained rate (MB)", rss, "< 150", _lt(rss, 150.0))
+
+    workers = results.get("systems", {}).get("sb_fast_w2", {})
+    two = sustained_rate(results, "sb_fast_w2")
+    value = two / fast if two and fast else None
+    what = "sb_fast_w2 sustained / sb_fast sustained"
+    if workers.get("available") is False:
+        what += f" (not available: {workers.get('reason')})"
+    add("e", what, value, ">= 1.6", _ge(value, 1.6))
+    return rows
+
+
+Add = Callable[[str, str, float | None, str, bool | None], None]
+
+
+def _paired_acceptance(rounds: Sequence[Mapping[str, StepJson]], add: Add) -> None:
+    """b from the paired rounds: medians of same-round differences."""
+    where = f"at {AT_DELAY:g} ms, {AT_RATE:g}/s, median of {len(rounds)} paired rounds (ms)"
+    for pct, goal in (("p50", 1.0), ("p99", 5.0)):
+        value = _paired_diff(rounds, "sb_fast", "direct", "latency_ms", pct)
+        what = f"sb_fast {pct} - direct {pct} {where}"
+        add(f"b-sb_fast-{pct}", what, value, f"< {goal:g}", _lt(value, goal))
+    value = _paired_diff(rounds, "sb_fast_stream", "direct_stream", "ttfc_ms", "p50")
+    what = f"sb_fast_stream TTFC p50 - direct stream TTFB p50 {where}"
+    add("b-sb_fast_stream-ttfc", what, value, "< 1", _lt(value, 1.0))
+    for key, system, base, metric in (
+        ("b-relay-p50", "relay", "direct", "latency_ms"),
+        ("b-own-p50", "sb_fast", "relay", "latency_ms"),
+        ("b-relay-ttfc", "relay_stream", "direct_stream", "ttfc_ms"),
+        ("b-own-ttfc", "sb_fast_stream", "relay_stream", "ttfc_ms"),
+    ):
+        value = _paired_diff(rounds, system, base, metric, "p50")
+        label = "TTFC p50" if metric == "ttfc_ms" else "p50"
+        add(key, f"{system} {label} - {base} {label} {where}", value, "info", None)
+
+
+def _point_acceptance(results: Results, add: Add, *, judge: bool) -> None:
+    """b from the fixed-rate points' 300/s steps; only informative after paired rounds."""
+    suffix = "" if judge else "-point"
     direct = at_rate(results, "direct", AT_DELAY, AT_RATE)
     for system in ("sb_fast", "sb_litellm"):
         step = at_rate(results, system, AT_DELAY, AT_RATE)
         for pct, goal in (("p50", 1.0), ("p99", 5.0)):
             value = _diff(step, direct, "latency_ms", pct)
-            judged = system == "sb_fast"
+            judged = system == "sb_fast" and judge
             what = f"{system} {pct} - direct {pct} at {AT_DELAY:g} ms, {AT_RATE:g}/s (ms)"
             target = f"< {goal:g}" if judged else "info"
-            add(f"b-{system}-{pct}", what, value, target, _lt(value, goal) if judged else None)
+            ok = _lt(value, goal) if judged else None
+            add(f"b-{system}-{pct}{suffix}", what, value, target, ok)
     # The relay splits sb_fast's overhead: the stack's share (relay - direct), Switchboard's own.
     relay_step = at_rate(results, "relay", AT_DELAY, AT_RATE)
     fast_step = at_rate(results, "sb_fast", AT_DELAY, AT_RATE)
@@ -98,15 +179,15 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
         ("b-relay-p50", "relay p50 - direct p50", _diff(relay_step, direct, "latency_ms", "p50")),
         ("b-own-p50", "sb_fast p50 - relay p50", _diff(fast_step, relay_step, "latency_ms", "p50")),
     ):
-        add(key, f"{what} at {AT_DELAY:g} ms, {AT_RATE:g}/s (ms)", value, "info", None)
+        add(key + suffix, f"{what} at {AT_DELAY:g} ms, {AT_RATE:g}/s (ms)", value, "info", None)
     direct_stream = at_rate(results, "direct_stream", AT_DELAY, AT_RATE)
     for system in ("sb_fast_stream", "sb_litellm_stream"):
         step = at_rate(results, system, AT_DELAY, AT_RATE)
         value = _diff(step, direct_stream, "ttfc_ms", "p50")
-        judged = system == "sb_fast_stream"
+        judged = system == "sb_fast_stream" and judge
         what = f"{system} TTFC p50 - direct stream TTFB p50 at {AT_DELAY:g} ms (ms)"
         ok = _lt(value, 1.0) if judged else None
-        add(f"b-{system}-ttfc", what, value, "< 1" if judged else "info", ok)
+        add(f"b-{system}-ttfc{suffix}", what, value, "< 1" if judged else "info", ok)
     relay_stream = at_rate(results, "relay_stream", AT_DELAY, AT_RATE)
     fast_stream = at_rate(results, "sb_fast_stream", AT_DELAY, AT_RATE)
     for key, what, value in (
@@ -121,24 +202,7 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
             _diff(fast_stream, relay_stream, "ttfc_ms", "p50"),
         ),
     ):
-        add(key, f"{what} at {AT_DELAY:g} ms (ms)", value, "info", None)
-
-    cpu = results.get("cpu_per_call") or {}
-    ratio = cpu.get("ratio")
-    add("c", "CPU per call, 256 vs 1 connections", ratio, "< 1.5", _lt(ratio, 1.5))
-
-    top = best(results, "sb_fast", 0.0)
-    rss = top["sut_rss_mb"] if top else None
-    add("d", "sb_fast RSS at its highest sustained rate (MB)", rss, "< 150", _lt(rss, 150.0))
-
-    workers = results.get("systems", {}).get("sb_fast_w2", {})
-    two = sustained_rate(results, "sb_fast_w2")
-    value = two / fast if two and fast else None
-    what = "sb_fast_w2 sustained / sb_fast sustained"
-    if workers.get("available") is False:
-        what += f" (not available: {workers.get('reason')})"
-    add("e", what, value, ">= 1.6", _ge(value, 1.6))
-    return rows
+        add(key + suffix, f"{what} at {AT_DELAY:g} ms (ms)", value, "info", None)
 
 
 def _diff(step: StepJson | None, base: StepJson | None, metric: str, pct: str) -> float | None:
@@ -191,6 +255,21 @@ def markdown(results: Results) -> str:
     ]
     for name in _present(results, AT_DELAY):
         lines.append(_at_row(results, name))
+    rounds = paired_rounds(results)
+    if rounds:
+        lines += [
+            "",
+            f"### {AT_DELAY:g} ms upstream delay at {AT_RATE:g}/s: paired rounds",
+            "",
+            "Each round runs these systems one after another, a few seconds apart; "
+            "the acceptance figures b are the medians of the rounds' differences.",
+            "",
+            "| round | system | p50 ms | p99 ms | TTFC p50 ms | p50 - direct | p99 - direct "
+            "| TTFC - direct | CPU cores |",
+            "|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for number, steps in enumerate(rounds, 1):
+            lines += [_paired_row(number, steps, name) for name in PAIRED if name in steps]
     cpu = results.get("cpu_per_call")
     if cpu:
         lines += [
@@ -203,6 +282,10 @@ def markdown(results: Results) -> str:
             f"| {cpu['client_conns_256']} | {cpu['many_upstream_delay_ms']:g} ms | "
             f"{_num(cpu['cpu_ms_per_call_256'], 3)} | {_num(cpu['in_flight_256'], 0)} |",
         ]
+        ratios = cpu.get("ratios") or []
+        if len(ratios) > 1:
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            lines += ["", f"Medians of {len(ratios)} rounds; each round's ratio: {each}."]
     lines += [
         "",
         "### Acceptance",
@@ -255,6 +338,19 @@ def _at_row(results: Results, name: str) -> str:
         f"| {_num(_diff(step, base, 'latency_ms', 'p50'), 2)} "
         f"| {_num(_diff(step, base, 'latency_ms', 'p99'), 2)} "
         f"| {_num(step['sut_cores'], 2)} | {'yes' if step['sustained'] else 'no'} |"
+    )
+
+
+def _paired_row(number: int, steps: Mapping[str, StepJson], name: str) -> str:
+    step = steps[name]
+    base = steps.get("direct_stream" if step.get("ttfc_ms") else "direct")
+    lat = step["latency_ms"]
+    return (
+        f"| {number} | {name} | {_num(lat.get('p50'), 2)} | {_num(lat.get('p99'), 2)} "
+        f"| {_ttfc(step)} | {_num(_diff(step, base, 'latency_ms', 'p50'), 2)} "
+        f"| {_num(_diff(step, base, 'latency_ms', 'p99'), 2)} "
+        f"| {_num(_diff(step, base, 'ttfc_ms', 'p50'), 2) if step.get('ttfc_ms') else ''} "
+        f"| {_num(step['sut_cores'], 2)} |"
     )
 
 
