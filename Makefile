@@ -135,7 +135,7 @@ bench-auto: setup ## the `auto` alias on 320 labelled prompts: split accuracy, h
 bench-cache: setup ## exact-hit and miss latency via gRPC beside bare grpc.aio; semantic lookup at 10k/100k, embedding time, RSS
 	$(PY) bench/cache.py --json bench/results/cache-$$(date +%Y%m%d-%H%M%S).json
 
-bench-compare: setup ## k6 load on Switchboard, a bare grpc.aio server, LiteLLM's proxy (~40 min)
+bench-compare: setup ## k6 load on Switchboard, a bare grpc.aio server, LiteLLM's proxy (~50 min)
 	$(PY) -m bench.compare $(COMPARE_ARGS)
 
 lock: ## re-resolve the Python dependencies into requirements.lock

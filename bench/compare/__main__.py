@@ -48,7 +48,7 @@ from bench.compare.systems import (
 
 RESULTS = REPO / "bench" / "results"
 MODES: dict[str, dict[str, Any]] = {
-    # About 40 minutes here; the 60 ms rates bracket the 300/s the overheads are read at.
+    # About 50 minutes here; the 60 ms rates bracket the 300/s the overheads are read at.
     "full": {
         "duration_s": 10.0,
         "warmup_s": 4.0,
