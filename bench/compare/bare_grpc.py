@@ -2,8 +2,9 @@
 
 The ceiling for a Python gRPC server on this machine: the same stubs, loop
 (uvloop), grpc I/O engine, reflection and message sizes as Switchboard, and
-no work at all between the request and the response. Switchboard's sustained rate divided by
-this one says how much of the machine the gateway's own work takes.
+no work at all between the request and the response. Switchboard's sustained
+rate divided by this one says how much of the machine the gateway's own work
+takes.
 
 With `--upstream URL` it is the relay: each call makes the one upstream call
 Switchboard would, with Switchboard's own HTTP client, and answers with what

@@ -17,10 +17,10 @@ median of the rounds' ratios: the machine's speed drifts over minutes.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.compare.report import median
 from bench.compare.suite import Record, Runner
 from bench.compare.systems import BY_NAME, launch, start_upstream
 
@@ -47,18 +47,14 @@ class Outcome:
             "rate": self.rate,
             "many_connections": MANY,
             "many_upstream_delay_ms": self.many_delay_ms,
-            "cpu_ms_per_call_1": _median([v for v in ones if v]),
-            "cpu_ms_per_call_256": _median([v for v in manys if v]),
-            "ratio": _median(ratios),
+            "cpu_ms_per_call_1": median([v for v in ones if v]),
+            "cpu_ms_per_call_256": median([v for v in manys if v]),
+            "ratio": median(ratios),
             "ratios": ratios,
-            "in_flight_256": _median([v for _, m in self.rounds if (v := in_flight(m))]),
+            "in_flight_256": median([v for _, m in self.rounds if (v := in_flight(m))]),
             "client_conns_256": last.client_conns,
             "upstream_conns_256": last.upstream_conns,
         }
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def per_call_ms(record: Record) -> float | None:

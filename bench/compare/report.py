@@ -84,11 +84,17 @@ def _paired_diff(
     rounds: Sequence[Mapping[str, StepJson]], system: str, base: str, metric: str, pct: str
 ) -> float | None:
     """The median over rounds of `system` minus `base`, each pair from one round."""
-    values = [
-        value
-        for steps in rounds
-        if (value := _diff(steps.get(system), steps.get(base), metric, pct)) is not None
-    ]
+    return median(
+        [
+            value
+            for steps in rounds
+            if (value := _diff(steps.get(system), steps.get(base), metric, pct)) is not None
+        ]
+    )
+
+
+def median(values: Sequence[float]) -> float | None:
+    """The median of `values`; None when there are none (nothing was measured)."""
     return statistics.median(values) if values else None
 
 
@@ -115,10 +121,10 @@ def acceptance(results: Results) -> list[dict[str, Any]]:
 
     cpu = results.get("cpu_per_call") or {}
     ratio = cpu.get("ratio")
-    rounds = len(cpu.get("ratios") or ())
+    cpu_rounds = len(cpu.get("ratios") or ())
     what = "CPU per call, 256 vs 1 connections"
-    if rounds > 1:
-        what += f", median of {rounds} rounds"
+    if cpu_rounds > 1:
+        what += f", median of {cpu_rounds} rounds"
     add("c", what, ratio, "< 1.5", _lt(ratio, 1.5))
 
     top = best(results, "sb_fast", 0.0)

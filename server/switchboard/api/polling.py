@@ -22,6 +22,6 @@ VARIABLE = "GRPC_EXPERIMENTS"
 POLLER_IO = "-event_engine_listener,-event_engine_for_all_other_endpoints,-event_engine_client"
 
 
-def prefer_poller_io(environ: MutableMapping[str, str]) -> str:
-    """Ask grpc for iomgr's poller unless `environ` says otherwise; the value in force."""
-    return environ.setdefault(VARIABLE, POLLER_IO)
+def prefer_poller_io(environ: MutableMapping[str, str]) -> None:
+    """Ask grpc for iomgr's poller unless `environ` says otherwise."""
+    environ.setdefault(VARIABLE, POLLER_IO)
