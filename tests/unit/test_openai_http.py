@@ -530,14 +530,25 @@ FINISH = b'data: {"id":"c","choices":[{"delta":{},"finish_reason":"stop"}]}\n\n'
 @pytest.mark.parametrize(
     ("body", "outcome"),
     [
-        (CONTENT + FINISH + b"data: [DONE]\n\n", [("hi", FinishReason.STOP)]),
-        (CONTENT + FINISH, [("hi", FinishReason.STOP)]),  # no [DONE], but finished
+        # The first text leaves before the rest of its read: the finish follows on its own.
+        (CONTENT + FINISH + b"data: [DONE]\n\n", [("hi", None), ("", FinishReason.STOP)]),
+        (CONTENT + FINISH, [("hi", None), ("", FinishReason.STOP)]),  # no [DONE], but finished
+        # After the first text, the events of one read leave merged.
+        (CONTENT + CONTENT + FINISH, [("hi", None), ("hi", FinishReason.STOP)]),
         (CONTENT + b"data: [DONE]", [("hi", None)]),  # [DONE] without its blank line
         (CONTENT, errors.UpstreamUnavailable),  # dropped before finishing
         (CONTENT + ERROR_EVENT, errors.UpstreamUnavailable),
         (CONTENT + b"data: {nope\n\n", errors.UpstreamUnavailable),
     ],
-    ids=["done", "finish-only", "done-unterminated", "dropped", "error-event", "not-json"],
+    ids=[
+        "done",
+        "finish-only",
+        "first-alone",
+        "done-unterminated",
+        "dropped",
+        "error-event",
+        "not-json",
+    ],
 )
 async def test_how_a_stream_ends(fast: OpenAIHttpProvider, body: bytes, outcome: Any) -> None:
     async with serving(PeerRecorder(status=200, sse=body)) as base:
@@ -617,7 +628,8 @@ async def test_text_before_an_error_event_is_delivered_first(fast: OpenAIHttpPro
 
         with pytest.raises(errors.UpstreamUnavailable):
             await collect()
-    assert seen == ["hihi"]
+    # The first text leaves at once; the second, before the error that ends the stream.
+    assert seen == ["hi", "hi"]
 
 
 async def test_a_stream_line_past_the_bound_is_refused(fast: OpenAIHttpProvider) -> None:

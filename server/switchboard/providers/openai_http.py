@@ -75,6 +75,8 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 # What of a malformed answer's body the log may show (redacted).
 _SAMPLE_BYTES = 200
+# json.dumps with separators builds an encoder per call; this one is built once.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 Price = Callable[[Deployment, Usage], float]
 Estimate = Callable[[CompletionRequest], int]
@@ -238,7 +240,7 @@ def _body(deployment: Deployment, request: CompletionRequest, *, stream: bool) -
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _COMPACT_JSON.encode(body).encode()
 
 
 async def _failed(
@@ -270,7 +272,13 @@ class HttpStream:
         self._response.close()
 
     async def _chunks(self) -> AsyncIterator[ProviderChunk]:
-        """Chunks as they arrive; the events of one read leave merged where they can."""
+        """Chunks as they arrive; the events of one read leave merged where they can.
+
+        Except the first with an answer (text or a tool call): it leaves as
+        soon as it is decoded, with what came before it, before the rest of
+        its read is parsed, because the time to the first chunk is the one a
+        caller waits on.
+        """
         decoder = SseDecoder()
         done = finished = seen = False
         try:
@@ -292,7 +300,8 @@ class HttpStream:
                         raise
                     if chunk is None:
                         continue
-                    seen = seen or bool(chunk.content or chunk.tool_calls)
+                    first = not seen and bool(chunk.content or chunk.tool_calls)
+                    seen = seen or first
                     finished = finished or chunk.finish_reason is not None
                     if pending is None:
                         pending = chunk
@@ -301,6 +310,9 @@ class HttpStream:
                     else:
                         yield pending
                         pending = chunk
+                    if first:
+                        yield pending
+                        pending = None
                 if pending is not None:
                     yield pending
         except (HttpError, OSError, TimeoutError) as exc:
@@ -320,13 +332,15 @@ class HttpStream:
         The last batch ends with None: the body ended, and an event the server
         left without its blank line ends there too.
         """
-        chunks = aiter(self._response.iter_chunks())
+        response = self._response
         pending = b""
         while True:
-            async with asyncio.timeout(self._timeout_s):
-                data = await anext(chunks, None)
+            data = response.buffered()
             if data is None:
-                break
+                async with asyncio.timeout(self._timeout_s):
+                    data = await response.next_chunk()
+                if data is None:
+                    break
             pending += data
             *lines, pending = pending.split(b"\n")
             if lines:
