@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from switchboard.config import Deployment
@@ -285,7 +285,12 @@ class HttpStream:
             async for lines in self._reads():
                 pending: ProviderChunk | None = None
                 for line in lines:
-                    data = decoder.feed(line) if line is not None else decoder.flush()
+                    # Decoded one at a time: the first answer leaves before the rest is read.
+                    data = (
+                        decoder.feed(line.rstrip(b"\r").decode("utf-8", "replace"))
+                        if line is not None
+                        else decoder.flush()
+                    )
                     if data is None or done:
                         continue
                     if data == DONE:
@@ -326,8 +331,8 @@ class HttpStream:
                 reason="the stream ended before it finished",
             )
 
-    async def _reads(self) -> AsyncIterator[list[str | None]]:
-        """The body's lines, without their endings, a read at a time, each bounded in length.
+    async def _reads(self) -> AsyncIterator[Sequence[bytes | None]]:
+        """The body's lines, without their \\n, a read at a time, each bounded in length.
 
         The last batch ends with None: the body ended, and an event the server
         left without its blank line ends there too.
@@ -344,15 +349,12 @@ class HttpStream:
             pending += data
             *lines, pending = pending.split(b"\n")
             if lines:
-                yield [line.rstrip(b"\r").decode("utf-8", "replace") for line in lines]
+                yield lines
             if len(pending) > MAX_SSE_LINE_BYTES:
                 raise malformed(
                     self._deployment_id, f"a streamed line over {MAX_SSE_LINE_BYTES} bytes"
                 )
-        last: list[str | None] = (
-            [pending.rstrip(b"\r").decode("utf-8", "replace")] if pending else []
-        )
-        yield [*last, None]
+        yield [pending, None] if pending else [None]
 
     def _decode(self, data: str, *, delivered: bool) -> ProviderChunk | None:
         try:

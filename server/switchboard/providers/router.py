@@ -10,6 +10,9 @@ on both paths to keep it so.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from switchboard.config import Deployment
 from switchboard.domain import CompletionRequest, ProviderResponse, Usage
 from switchboard.providers.base import Provider, ProviderStream
@@ -37,17 +40,17 @@ class ProviderRouter:
             raise RuntimeError(f"no adapter was built for deployment {deployment.id!r}")
         return self._general
 
-    async def complete(
-        self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
-    ) -> ProviderResponse:
-        return await self.provider_for(deployment).complete(
-            deployment, request, timeout_s=timeout_s
-        )
+    # complete and stream hand on the adapter's own coroutine: no frame of their own per call.
 
-    async def stream(
+    def complete(
         self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
-    ) -> ProviderStream:
-        return await self.provider_for(deployment).stream(deployment, request, timeout_s=timeout_s)
+    ) -> Coroutine[Any, Any, ProviderResponse]:
+        return self.provider_for(deployment).complete(deployment, request, timeout_s=timeout_s)
+
+    def stream(
+        self, deployment: Deployment, request: CompletionRequest, *, timeout_s: float
+    ) -> Coroutine[Any, Any, ProviderStream]:
+        return self.provider_for(deployment).stream(deployment, request, timeout_s=timeout_s)
 
     def price(self, deployment: Deployment, usage: Usage) -> float:
         return self.provider_for(deployment).price(deployment, usage)
